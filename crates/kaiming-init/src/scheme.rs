@@ -273,8 +273,8 @@ impl fmt::Display for Scheme {
                 Ok(())
             }
             Scheme::TorchDefault => f.write_str("torch-default"),
-            Scheme::Constant(value) if value == 0.0 => f.write_str("zeros"),
-            Scheme::Constant(value) if value == 1.0 => f.write_str("ones"),
+            Scheme::Constant(0.0) => f.write_str("zeros"),
+            Scheme::Constant(1.0) => f.write_str("ones"),
             Scheme::Constant(value) => write!(f, "constant({value})"),
         }
     }

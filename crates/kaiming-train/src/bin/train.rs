@@ -1,0 +1,158 @@
+//! `train`: see `train --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use clap::Parser;
+use kaiming_resnet::ModelConfig;
+use kaiming_train::cli::{Cli, Command, OutputArgs};
+use kaiming_train::config::RunArgs;
+use kaiming_train::run::{RunOptions, resume, train};
+use kaiming_train::summary::Status;
+use kaiming_train::{compare, inspect, probe, sweep};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C sets the flag; the training loop finishes its step, checkpoints and stops.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    if let Err(error) = ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst)) {
+        tracing::warn!("Ctrl-C will not checkpoint: {error}");
+    }
+    flag
+}
+
+fn run_options(output: &OutputArgs) -> RunOptions {
+    RunOptions {
+        out: output.out.clone(),
+        name: output.name.clone(),
+        quiet: output.quiet,
+        stop_after: output.stop_after,
+        no_download: output.no_download,
+        interrupt: Some(interrupt_flag()),
+    }
+}
+
+/// Flags over the recipe file over the defaults.
+fn resolve(flags: RunArgs, config: Option<&PathBuf>) -> Result<RunArgs> {
+    Ok(match config {
+        Some(path) => flags.or(RunArgs::from_file(path)?),
+        None => flags,
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let Some(command) = cli.command else {
+        let options = run_options(&cli.output);
+        let summary = match &cli.output.resume {
+            Some(dir) => resume(dir, &options)?,
+            None => train(
+                resolve(cli.run, cli.output.config.as_ref())?.resolve()?,
+                &options,
+            )?,
+        };
+        println!(
+            "{}: {} after {} epochs; best {} accuracy {}",
+            summary.name,
+            summary.status,
+            summary.epochs_completed,
+            summary.eval_split,
+            summary
+                .best_accuracy
+                .map_or("-".to_string(), |a| format!("{:.2} %", 100.0 * a))
+        );
+        return Ok(match summary.status {
+            Status::Completed | Status::Interrupted => ExitCode::SUCCESS,
+            Status::Diverged | Status::Running => ExitCode::from(3),
+        });
+    };
+    match command {
+        Command::Sweep(args) => {
+            let base = resolve(args.run, args.output.config.as_ref())?;
+            let options = RunOptions {
+                out: args.output.out.clone(),
+                quiet: args.output.quiet,
+                no_download: args.output.no_download,
+                interrupt: Some(interrupt_flag()),
+                ..RunOptions::default()
+            };
+            let dirs = sweep::sweep(&args.inits, &args.seeds, &base, &options)?;
+            println!("{}", compare::compare(&dirs, &args.output.out)?);
+            println!(
+                "plots: {}",
+                args.output.out.join("comparison.{svg,png}").display()
+            );
+        }
+        Command::Compare(args) => {
+            let out = match args.out {
+                Some(out) => out,
+                None => common_parent(&args.runs),
+            };
+            println!("{}", compare::compare(&args.runs, &out)?);
+            println!(
+                "table and plots: {}",
+                out.join("comparison.{csv,svg,png}").display()
+            );
+        }
+        Command::Probe(args) => {
+            let model = ModelConfig::new(args.model)
+                .with_norm(args.norm)
+                .with_stem(args.stem)
+                .with_depth(args.depth)
+                .with_width(args.width);
+            let config = probe::ProbeConfig {
+                model,
+                inits: args.init,
+                batch_size: args.batch_size,
+                synthetic: args.synthetic,
+                data_dir: args.data_dir,
+                seed: args.seed,
+                device: args.backend.device(),
+            };
+            let rows = probe::probe(&config)?;
+            println!("{}", probe::table(&rows));
+            let title = format!("{} (norm {})", args.model, args.norm);
+            probe::write(&rows, &args.out, &title)?;
+            println!("probe.csv and plots: {}", args.out.display());
+        }
+        Command::Models(args) => {
+            println!(
+                "{}",
+                inspect::models_table(args.num_classes, args.stem, args.image_size)
+            );
+        }
+        Command::Data(args) => {
+            print!(
+                "{}",
+                inspect::data_report(args.data_dir.as_deref(), args.verify, args.grid.as_deref())?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The folder above the run folders, where their comparison goes by default.
+fn common_parent(runs: &[PathBuf]) -> PathBuf {
+    runs.first()
+        .and_then(|run| run.parent())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -1,0 +1,187 @@
+//! The command line of the `train` binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kaiming_init::Scheme;
+use kaiming_resnet::{ModelName, Norm, StemKind};
+
+use crate::backend::Backend;
+use crate::config::RunArgs;
+
+/// Train CIFAR-10 ResNets per init scheme, log loss curves, compare runs, probe signal
+/// propagation at init.
+///
+/// Without a subcommand, trains one run: `train --init he`, then `train --init xavier`, then
+/// `train compare runs/*`.
+#[derive(Debug, Parser)]
+#[command(name = "train", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do besides training one run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Training settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where the run goes.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Settings of a training invocation that do not change its results.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// TOML recipe with any of the run settings (flags win), e.g. configs/resnet20-he2016.toml
+    #[arg(long, global = false)]
+    pub config: Option<PathBuf>,
+    /// Folder that receives run folders
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Run folder name [default: <model>-<init>-s<seed>-<UTC time>]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue the run in this folder from its latest checkpoint (other run settings are
+    /// taken from its config.toml)
+    #[arg(long, conflicts_with_all = ["config", "name"])]
+    pub resume: Option<PathBuf>,
+    /// Stop cleanly after N epochs of this invocation (status interrupted; continue with
+    /// --resume)
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Never download CIFAR-10; fail if it is not found
+    #[arg(long)]
+    pub no_download: bool,
+    /// No progress bar
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every init × seed combination one after another (skipping completed runs), then
+    /// compare them
+    Sweep(SweepArgs),
+    /// Table and plots (SVG, PNG) of training loss and test accuracy per init scheme
+    Compare(CompareArgs),
+    /// Per-layer activation and gradient std at initialisation, per scheme
+    Probe(ProbeArgs),
+    /// Every model with its parameter count and forward multiply-adds per image
+    Models(ModelsArgs),
+    /// Where CIFAR-10 was found, images per class, channel statistics, checksums, sample grid
+    Data(DataArgs),
+}
+
+/// `train sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Init schemes to run, comma-separated
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub inits: Vec<Scheme>,
+    /// Seeds to run, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+    /// Run settings shared by every run
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Recipe (flags win), folder and switches as for a single run
+    #[command(flatten)]
+    pub output: SweepOutputArgs,
+}
+
+/// Output settings of `train sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct SweepOutputArgs {
+    /// TOML recipe with any of the run settings (flags win)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder that receives the run folders and the comparison
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Never download CIFAR-10
+    #[arg(long)]
+    pub no_download: bool,
+    /// No progress bar
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `train compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run folders (each with summary.json and metrics.csv)
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Folder for comparison.csv, comparison.svg and comparison.png [default: the runs' parent]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `train probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Model to probe
+    #[arg(long, default_value = "plaincnn")]
+    pub model: ModelName,
+    /// Weight layers of plaincnn
+    #[arg(long, default_value_t = 30)]
+    pub depth: usize,
+    /// First-stage width of plaincnn
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+    /// Stem of the torchvision-layout nets
+    #[arg(long, default_value = "cifar")]
+    pub stem: StemKind,
+    /// Normalisation (none shows the init's effect undiluted)
+    #[arg(long, default_value = "none")]
+    pub norm: Norm,
+    /// Init schemes, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "he,xavier,torch-default")]
+    pub init: Vec<Scheme>,
+    /// Images in the probe batch
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Feed N(0, 1) noise instead of a real CIFAR-10 batch
+    #[arg(long)]
+    pub synthetic: bool,
+    /// CIFAR-10 folder [default: search as for training]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the weights and of the batch choice
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute backend
+    #[arg(long, default_value = "flex")]
+    pub backend: Backend,
+    /// Folder for probe.csv, probe.svg and probe.png
+    #[arg(long, default_value = "runs/probe")]
+    pub out: PathBuf,
+}
+
+/// `train models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Output classes
+    #[arg(long, default_value_t = 10)]
+    pub num_classes: usize,
+    /// Stem of the torchvision-layout nets
+    #[arg(long, default_value = "cifar")]
+    pub stem: StemKind,
+    /// Input height and width
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
+}
+
+/// `train data`.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// CIFAR-10 folder [default: --data-dir > CIFAR10_DIR > ./datasets > burn's cache]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Check every file against the official SHA-1 sums
+    #[arg(long)]
+    pub verify: bool,
+    /// Write a PNG grid of sample training images, one row per class
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+}

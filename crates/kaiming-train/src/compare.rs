@@ -1,0 +1,231 @@
+//! `train compare`: a table and a figure of several runs, grouped by init scheme.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+
+use crate::atomic::write_atomic;
+use crate::metrics::Metrics;
+use crate::plot::{Panel, Series, save_figure};
+use crate::summary::Summary;
+
+/// One run as the comparison reads it.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Its summary.json.
+    pub summary: Summary,
+    /// Its metrics.csv.
+    pub metrics: Metrics,
+}
+
+impl RunRecord {
+    /// Reads a run folder.
+    pub fn read(dir: &Path) -> Result<Self> {
+        Ok(RunRecord {
+            dir: dir.to_path_buf(),
+            summary: Summary::read(&dir.join("summary.json"))
+                .with_context(|| format!("{} is not a run folder", dir.display()))?,
+            metrics: Metrics::read(&dir.join("metrics.csv"))?,
+        })
+    }
+
+    /// Mean training loss per epoch, each train row weighted by the steps it covers.
+    pub fn train_loss_per_epoch(&self) -> Vec<(f64, f64)> {
+        let mut sums: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
+        let mut previous_step = 0;
+        for row in self.metrics.rows.iter().filter(|row| row.split == "train") {
+            let steps = row.step.saturating_sub(previous_step).max(1) as f64;
+            previous_step = row.step;
+            let entry = sums.entry(row.epoch).or_default();
+            entry.0 += row.loss * steps;
+            entry.1 += steps;
+        }
+        sums.into_iter()
+            .map(|(epoch, (sum, steps))| (epoch as f64, sum / steps))
+            .collect()
+    }
+
+    /// Evaluation accuracy per epoch.
+    pub fn accuracy_per_epoch(&self) -> Vec<(f64, f64)> {
+        self.metrics
+            .evaluations()
+            .map(|row| (row.epoch as f64, row.accuracy))
+            .collect()
+    }
+}
+
+/// The table of `train compare`, one line per run.
+pub fn table(runs: &[RunRecord]) -> Table {
+    let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "run",
+        "model",
+        "init",
+        "seed",
+        "status",
+        "best acc %",
+        "final acc %",
+        "final train loss",
+        "epochs",
+        "time s",
+    ]);
+    for run in runs {
+        let s = &run.summary;
+        table.add_row([
+            s.name.clone(),
+            s.model.clone(),
+            s.init.clone(),
+            s.seed.to_string(),
+            s.status.to_string(),
+            percent(s.best_accuracy),
+            percent(s.final_accuracy),
+            s.final_train_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            s.epochs_completed.to_string(),
+            format!("{:.0}", s.total_time_s),
+        ]);
+    }
+    table
+}
+
+/// Mean over runs at each x, with the min and max, for x values all runs share.
+fn aggregate(curves: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+    let mut by_x: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for curve in curves {
+        for &(x, y) in curve {
+            by_x.entry(x.round() as i64).or_default().push(y);
+        }
+    }
+    let shared = by_x.into_iter().filter(|(_, ys)| ys.len() == curves.len());
+    let mut mean = Vec::new();
+    let mut band = Vec::new();
+    for (x, ys) in shared {
+        let x = x as f64;
+        let finite: Vec<f64> = ys.iter().copied().filter(|y| y.is_finite()).collect();
+        if finite.is_empty() {
+            continue;
+        }
+        mean.push((x, finite.iter().sum::<f64>() / finite.len() as f64));
+        let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        band.push((x, lo, hi));
+    }
+    (mean, band)
+}
+
+/// Writes `comparison.csv`, `comparison.svg` and `comparison.png` into `out` and returns the
+/// table.
+pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
+    let runs = run_dirs
+        .iter()
+        .map(|dir| RunRecord::read(dir))
+        .collect::<Result<Vec<_>>>()?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for run in &runs {
+        csv.serialize(&run.summary_row())?;
+    }
+    write_atomic(&out.join("comparison.csv"), &csv.into_inner()?)?;
+
+    // One colour per (model, init): the mean over its seeds with a min–max band.
+    let mut groups: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
+    for run in &runs {
+        groups
+            .entry((run.summary.model.clone(), run.summary.init.clone()))
+            .or_default()
+            .push(run);
+    }
+    let several_models = groups
+        .keys()
+        .map(|(model, _)| model)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        > 1;
+    let mut loss_series = Vec::new();
+    let mut accuracy_series = Vec::new();
+    for (color, ((model, init), members)) in groups.iter().enumerate() {
+        let label = match (several_models, members.len()) {
+            (true, 1) => format!("{model} {init}"),
+            (true, n) => format!("{model} {init} (mean of {n})"),
+            (false, 1) => init.clone(),
+            (false, n) => format!("{init} (mean of {n})"),
+        };
+        let series = |curves: Vec<Vec<(f64, f64)>>| {
+            let (points, band) = aggregate(&curves);
+            Series {
+                label: label.clone(),
+                color,
+                points,
+                band: (members.len() > 1).then_some(band),
+                dashed: false,
+            }
+        };
+        loss_series.push(series(
+            members.iter().map(|r| r.train_loss_per_epoch()).collect(),
+        ));
+        accuracy_series.push(series(
+            members.iter().map(|r| r.accuracy_per_epoch()).collect(),
+        ));
+    }
+    let split = runs
+        .first()
+        .map_or("test".to_string(), |run| run.summary.eval_split.clone());
+    save_figure(
+        &[
+            Panel {
+                title: "training loss".into(),
+                x_label: "epoch".into(),
+                y_label: "cross-entropy".into(),
+                log_y: false,
+                series: loss_series,
+            },
+            Panel {
+                title: format!("{split} accuracy"),
+                x_label: "epoch".into(),
+                y_label: "accuracy".into(),
+                log_y: false,
+                series: accuracy_series,
+            },
+        ],
+        &out.join("comparison"),
+    )?;
+    Ok(table(&runs))
+}
+
+/// A flat row of `comparison.csv`.
+#[derive(serde::Serialize)]
+struct SummaryRow<'a> {
+    run: &'a str,
+    model: &'a str,
+    init: &'a str,
+    seed: u64,
+    status: String,
+    best_accuracy: Option<f64>,
+    final_accuracy: Option<f64>,
+    final_train_loss: Option<f64>,
+    epochs: usize,
+    time_s: f64,
+}
+
+impl RunRecord {
+    fn summary_row(&self) -> SummaryRow<'_> {
+        let s = &self.summary;
+        SummaryRow {
+            run: &s.name,
+            model: &s.model,
+            init: &s.init,
+            seed: s.seed,
+            status: s.status.to_string(),
+            best_accuracy: s.best_accuracy,
+            final_accuracy: s.final_accuracy,
+            final_train_loss: s.final_train_loss,
+            epochs: s.epochs_completed,
+            time_s: s.total_time_s,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Line charts written as SVG (plotters) and PNG (the SVG rasterised by resvg).
+//!
+//! plotters' own bitmap backend needs a font library at build time; rendering its SVG with
+//! resvg uses whatever fonts the system has, and still draws the lines where it has none.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use crate::atomic::write_atomic;
+
+/// One line, optionally with a shaded min–max band around it.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Index into the palette; series sharing a colour belong together.
+    pub color: usize,
+    /// Points of the line, in x order.
+    pub points: Vec<(f64, f64)>,
+    /// Lower and upper edge of the band at the same x values.
+    pub band: Option<Vec<(f64, f64, f64)>>,
+    /// Drawn dashed, for theory lines.
+    pub dashed: bool,
+}
+
+/// One chart of a figure.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    /// Title above the chart.
+    pub title: String,
+    /// Label of the horizontal axis.
+    pub x_label: String,
+    /// Label of the vertical axis.
+    pub y_label: String,
+    /// Logarithmic vertical axis (values ≤ 0 are dropped).
+    pub log_y: bool,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// Writes the panels side by side to `<stem>.svg` and `<stem>.png`.
+pub fn save_figure(panels: &[Panel], stem: &Path) -> Result<()> {
+    let svg = render_svg(panels)?;
+    write_atomic(&stem.with_extension("svg"), svg.as_bytes())?;
+    write_atomic(&stem.with_extension("png"), &rasterise(&svg)?)?;
+    Ok(())
+}
+
+fn render_svg(panels: &[Panel]) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let width = 640 * panels.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (width, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        for (area, panel) in root
+            .split_evenly((1, panels.len().max(1)))
+            .iter()
+            .zip(panels)
+        {
+            draw_panel(area, panel)?;
+        }
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    panel: &Panel,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    // A log axis is drawn as log10 of the values on a linear axis, labelled as powers of ten.
+    let y = |v: f64| if panel.log_y { v.log10() } else { v };
+    let keep = |v: f64| v.is_finite() && (!panel.log_y || v > 0.0);
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for series in &panel.series {
+        for &(px, py) in series.points.iter().filter(|p| keep(p.1)) {
+            xs.push(px);
+            ys.push(y(py));
+        }
+        for &(px, lo, hi) in series.band.iter().flatten() {
+            xs.push(px);
+            ys.extend([lo, hi].into_iter().filter(|&v| keep(v)).map(y));
+        }
+    }
+    let (x0, x1) = padded_range(&xs, 0.0);
+    let (y0, y1) = padded_range(&ys, 0.05);
+
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    let log_y = panel.log_y;
+    let format_y = move |v: &f64| {
+        if log_y {
+            format!("1e{v:.0}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    chart
+        .configure_mesh()
+        .x_desc(&panel.x_label)
+        .y_desc(&panel.y_label)
+        .y_label_formatter(&format_y)
+        .draw()?;
+
+    for series in &panel.series {
+        let color = PALETTE[series.color % PALETTE.len()];
+        if let Some(band) = &series.band {
+            let upper = band
+                .iter()
+                .filter(|b| keep(b.2))
+                .map(|&(x, _, hi)| (x, y(hi)));
+            let lower = band
+                .iter()
+                .rev()
+                .filter(|b| keep(b.1))
+                .map(|&(x, lo, _)| (x, y(lo)));
+            chart.draw_series(std::iter::once(Polygon::new(
+                upper.chain(lower).collect::<Vec<_>>(),
+                color.mix(0.2).filled(),
+            )))?;
+        }
+        let points: Vec<(f64, f64)> = series
+            .points
+            .iter()
+            .filter(|p| keep(p.1))
+            .map(|&(px, py)| (px, y(py)))
+            .collect();
+        let style = color.stroke_width(2);
+        let drawn = if series.dashed {
+            chart.draw_series(DashedLineSeries::new(points, 6, 4, style))?
+        } else {
+            chart.draw_series(LineSeries::new(points, style))?
+        };
+        drawn.label(&series.label).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+        });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+/// The range of the values with a margin; a degenerate range is widened to stay drawable.
+fn padded_range(values: &[f64], margin: f64) -> (f64, f64) {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() || !hi.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        return (lo - 0.5, hi + 0.5);
+    }
+    let pad = (hi - lo) * margin;
+    (lo - pad, hi + pad)
+}
+
+fn rasterise(svg: &str) -> Result<Vec<u8>> {
+    let mut options = resvg::usvg::Options::default();
+    options.fontdb_mut().load_system_fonts();
+    let tree = resvg::usvg::Tree::from_str(svg, &options).context("cannot parse the plot's SVG")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .context("plot has an empty size")?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().context("cannot encode the plot as PNG")
+}

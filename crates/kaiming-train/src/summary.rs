@@ -1,0 +1,88 @@
+//! `summary.json`: what a run was and how it ended.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+
+/// How a run ended (or stands, while it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Still training (or killed without a chance to say otherwise).
+    Running,
+    /// Trained every epoch.
+    Completed,
+    /// Stopped on a NaN or infinite loss; everything before it is logged.
+    Diverged,
+    /// Stopped by Ctrl-C or `--stop-after`; continue with `--resume`.
+    Interrupted,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Diverged => "diverged",
+            Status::Interrupted => "interrupted",
+        })
+    }
+}
+
+/// The contents of `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Run folder name.
+    pub name: String,
+    /// Model name.
+    pub model: String,
+    /// Init scheme name.
+    pub init: String,
+    /// Backend name.
+    pub backend: String,
+    /// Device the run computed on.
+    pub device: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// `git rev-parse HEAD` of the working tree the run started from, if any.
+    pub git_commit: Option<String>,
+    /// How the run ended.
+    pub status: Status,
+    /// Epochs finished.
+    pub epochs_completed: usize,
+    /// Optimizer steps done.
+    pub steps: usize,
+    /// Split evaluated each epoch (`test` or `val`).
+    pub eval_split: String,
+    /// Best evaluation accuracy over the epochs.
+    pub best_accuracy: Option<f64>,
+    /// Epoch of the best accuracy.
+    pub best_epoch: Option<usize>,
+    /// Evaluation accuracy after the last epoch.
+    pub final_accuracy: Option<f64>,
+    /// Mean training loss over the last epoch.
+    pub final_train_loss: Option<f64>,
+    /// Trainable parameters.
+    pub parameters: usize,
+    /// Seconds of training and evaluation, across resumes.
+    pub total_time_s: f64,
+}
+
+impl Summary {
+    /// Reads `summary.json`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a run summary", path.display()))
+    }
+
+    /// Writes `summary.json` atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("summary serialises");
+        write_atomic(path, json.as_bytes())
+    }
+}

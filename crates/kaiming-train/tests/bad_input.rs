@@ -1,0 +1,131 @@
+//! Every kind of bad input ends with one clear line and a non-zero exit code, never a panic.
+
+mod common;
+
+use common::{stderr, train};
+
+/// Runs `train args` in a fresh folder and checks the failure's shape and that its message
+/// mentions `expected`.
+fn fails_with(args: &[&str], expected: &str) {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = train(cwd.path(), args);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert!(
+        !message.contains("panicked") && !message.contains("RUST_BACKTRACE"),
+        "{message}"
+    );
+    assert!(
+        message.contains(expected),
+        "{args:?}: expected '{expected}' in:\n{message}"
+    );
+}
+
+#[test]
+fn unknown_names_list_the_valid_ones() {
+    fails_with(&["--model", "resnet21"], "resnet20");
+    fails_with(&["--init", "kaiming"], "he-uniform");
+    fails_with(&["--backend", "tpu"], "flex");
+    fails_with(&["--backend", "cuda"], "not compiled");
+    fails_with(&["--schedule", "linear"], "cosine");
+    fails_with(&["--norm", "layer"], "batch");
+    fails_with(&["probe", "--init", "he,glorot"], "xavier");
+}
+
+#[test]
+fn impossible_values_are_named() {
+    let no_data = ["--data-dir", "/nonexistent", "--no-download"];
+    let with = |extra: &[&'static str]| [extra, &no_data[..]].concat();
+    fails_with(&with(&["--batch-size", "0"]), "--batch-size");
+    fails_with(&with(&["--lr=-0.1"]), "--lr");
+    fails_with(&with(&["--epochs", "0"]), "--epochs");
+    fails_with(&with(&["--momentum", "1.5"]), "--momentum");
+    fails_with(
+        &with(&[
+            "--schedule",
+            "multistep",
+            "--milestones",
+            "20,10",
+            "--epochs",
+            "30",
+        ]),
+        "--milestones must increase",
+    );
+    fails_with(
+        &with(&[
+            "--schedule",
+            "multistep",
+            "--milestones",
+            "40",
+            "--epochs",
+            "30",
+        ]),
+        "--milestones",
+    );
+    fails_with(&with(&["--model", "plaincnn", "--depth", "1"]), "depth");
+}
+
+#[test]
+fn a_bad_config_file_names_its_line() {
+    let cwd = tempfile::tempdir().unwrap();
+    let config = cwd.path().join("bad.toml");
+    std::fs::write(&config, "model = \"resnet20\"\nepochs = \"many\"\n").unwrap();
+    let output = train(cwd.path(), &["--config", config.to_str().unwrap()]);
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(message.contains("bad.toml:2"), "{message}");
+
+    std::fs::write(&config, "modle = \"resnet20\"\n").unwrap();
+    let output = train(cwd.path(), &["--config", config.to_str().unwrap()]);
+    assert!(stderr(&output).contains("modle"), "{}", stderr(&output));
+
+    let output = train(cwd.path(), &["--config", "missing.toml"]);
+    assert!(
+        stderr(&output).contains("missing.toml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn missing_data_says_how_to_provide_it() {
+    fails_with(
+        &[
+            "--data-dir",
+            "/nonexistent/cifar",
+            "--no-download",
+            "--epochs",
+            "1",
+        ],
+        "/nonexistent/cifar",
+    );
+}
+
+#[test]
+fn resume_needs_a_run_folder() {
+    fails_with(&["--resume", "no-such-run"], "no-such-run");
+}
+
+#[test]
+fn an_output_folder_holding_another_run_is_refused() {
+    let cwd = tempfile::tempdir().unwrap();
+    let run = cwd.path().join("runs/taken");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("config.toml"), "model = \"resnet56\"\n").unwrap();
+    let output = train(
+        cwd.path(),
+        &[
+            "--name",
+            "taken",
+            "--data-dir",
+            "/nonexistent",
+            "--no-download",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("different run"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -1,0 +1,71 @@
+//! Helpers shared by the trainer's tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real CIFAR-10 folder from `CIFAR10_DIR`, or `None` after printing why a test skips.
+pub fn cifar_dir(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("CIFAR10_DIR").map(PathBuf::from) {
+        Some(dir) if dir.join("data_batch_1.bin").is_file() => Some(dir),
+        _ => {
+            eprintln!("skipping {test}: CIFAR10_DIR does not name the cifar-10-batches-bin folder");
+            None
+        }
+    }
+}
+
+/// Runs the `train` binary in `cwd` with `args`.
+pub fn train(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .current_dir(cwd)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("CIFAR10_URL")
+        .output()
+        .expect("the train binary runs")
+}
+
+/// Stderr of a run, for messages.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success, showing stderr otherwise.
+pub fn assert_success(output: &Output) {
+    assert!(output.status.success(), "train failed:\n{}", stderr(output));
+}
+
+/// The settings of a tiny real-data run: ResNet-20 on a few hundred images.
+pub fn tiny_run_args<'a>(data_dir: &'a str, name: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec![
+        "--model",
+        "resnet20",
+        "--init",
+        "he",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "constant",
+        "--weight-decay",
+        "5e-4",
+        "--train-limit",
+        "320",
+        "--eval-limit",
+        "200",
+        "--log-every",
+        "2",
+        "--seed",
+        "3",
+        "--data-dir",
+        data_dir,
+        "--no-download",
+        "--quiet",
+        "--name",
+        name,
+    ]
+}

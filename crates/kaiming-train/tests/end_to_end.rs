@@ -1,0 +1,174 @@
+//! Real training on a CIFAR-10 subset: run folder, falling loss, exact resume, comparison.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_success, cifar_dir, tiny_run_args, train};
+use kaiming_train::metrics::{MetricRow, Metrics};
+use kaiming_train::summary::{Status, Summary};
+
+/// The columns that must repeat exactly; timing columns cannot.
+fn deterministic(rows: &[MetricRow]) -> Vec<(usize, usize, String, f64, f64, f64)> {
+    rows.iter()
+        .map(|r| (r.step, r.epoch, r.split.clone(), r.loss, r.accuracy, r.lr))
+        .collect()
+}
+
+fn read_run(dir: &Path) -> (Summary, Metrics) {
+    (
+        Summary::read(&dir.join("summary.json")).unwrap(),
+        Metrics::read(&dir.join("metrics.csv")).unwrap(),
+    )
+}
+
+#[test]
+fn a_short_run_writes_its_folder_and_its_loss_falls_and_resume_is_exact() {
+    let Some(data) = cifar_dir("the end-to-end training test") else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+
+    // Uninterrupted: 2 epochs.
+    assert_success(&train(cwd.path(), &tiny_run_args(data, "straight", "2")));
+    let straight = cwd.path().join("runs/straight");
+    for file in [
+        "config.toml",
+        "metrics.csv",
+        "summary.json",
+        "checkpoint/latest-model.bpk",
+        "checkpoint/latest-optimizer.bpk",
+        "checkpoint/latest-progress.json",
+        "checkpoint/best-model.bpk",
+    ] {
+        assert!(straight.join(file).is_file(), "{file} missing");
+    }
+    let (summary, metrics) = read_run(&straight);
+    assert_eq!(summary.status, Status::Completed);
+    assert_eq!(summary.epochs_completed, 2);
+    assert_eq!(summary.steps, 20);
+    assert_eq!(
+        (summary.model.as_str(), summary.init.as_str()),
+        ("resnet20", "he")
+    );
+    assert!(summary.best_accuracy.is_some() && summary.final_accuracy.is_some());
+    let train_rows: Vec<&MetricRow> = metrics.rows.iter().filter(|r| r.split == "train").collect();
+    assert_eq!(train_rows.len(), 10, "a train row every 2 of 20 steps");
+    assert_eq!(metrics.evaluations().count(), 2, "a test row per epoch");
+    // Training loss falls: the last quarter of the rows below the first quarter.
+    let mean = |rows: &[&MetricRow]| rows.iter().map(|r| r.loss).sum::<f64>() / rows.len() as f64;
+    let (first, last) = (mean(&train_rows[..3]), mean(&train_rows[7..]));
+    assert!(
+        last < first,
+        "training loss did not fall: {first:.4} → {last:.4}"
+    );
+
+    // Interrupted after epoch 1, then resumed: the same rows.
+    let mut args = tiny_run_args(data, "resumed", "2");
+    args.extend(["--stop-after", "1"]);
+    assert_success(&train(cwd.path(), &args));
+    let resumed = cwd.path().join("runs/resumed");
+    let (summary, _) = read_run(&resumed);
+    assert_eq!(
+        (summary.status, summary.epochs_completed),
+        (Status::Interrupted, 1)
+    );
+    assert_success(&train(
+        cwd.path(),
+        &[
+            "--resume",
+            resumed.to_str().unwrap(),
+            "--quiet",
+            "--data-dir",
+            data,
+        ],
+    ));
+    let (summary, resumed_metrics) = read_run(&resumed);
+    assert_eq!(summary.status, Status::Completed);
+    assert_eq!(
+        deterministic(&resumed_metrics.rows),
+        deterministic(&metrics.rows)
+    );
+
+    // The comparison of the two runs.
+    let compare = train(
+        cwd.path(),
+        &[
+            "compare",
+            straight.to_str().unwrap(),
+            resumed.to_str().unwrap(),
+            "--out",
+            "cmp",
+        ],
+    );
+    assert_success(&compare);
+    let table = String::from_utf8_lossy(&compare.stdout);
+    assert!(
+        table.contains("straight") && table.contains("resumed"),
+        "{table}"
+    );
+    for file in ["comparison.csv", "comparison.svg", "comparison.png"] {
+        let path = cwd.path().join("cmp").join(file);
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 100,
+            "{file} empty"
+        );
+    }
+    let png = std::fs::read(cwd.path().join("cmp/comparison.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+#[test]
+fn a_diverging_run_stops_with_status_diverged_and_keeps_its_log() {
+    let Some(data) = cifar_dir("the divergence test") else {
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let output = train(
+        cwd.path(),
+        &[
+            "--model",
+            "plaincnn",
+            "--depth",
+            "8",
+            "--norm",
+            "none",
+            "--init",
+            "he",
+            "--lr",
+            "1e6",
+            "--momentum",
+            "0",
+            "--weight-decay",
+            "0",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--train-limit",
+            "320",
+            "--eval-limit",
+            "64",
+            "--log-every",
+            "1",
+            "--schedule",
+            "constant",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--no-download",
+            "--quiet",
+            "--name",
+            "boom",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", common::stderr(&output));
+    let (summary, metrics) = read_run(&cwd.path().join("runs/boom"));
+    assert_eq!(summary.status, Status::Diverged);
+    assert!(summary.steps >= 1);
+    assert_eq!(
+        metrics.rows.len(),
+        summary.steps,
+        "one train row per finite step"
+    );
+}
