@@ -61,7 +61,7 @@ pub struct OutputArgs {
 pub enum Command {
     /// Run every init × seed combination one after another (skipping completed runs), then
     /// compare them
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Table and plots (SVG, PNG) of training loss and test accuracy per init scheme
     Compare(CompareArgs),
     /// Per-layer activation and gradient std at initialisation, per scheme

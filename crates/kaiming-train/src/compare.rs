@@ -92,8 +92,11 @@ pub fn table(runs: &[RunRecord]) -> Table {
     table
 }
 
-/// Mean over runs at each x, with the min and max, for x values all runs share.
-fn aggregate(curves: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+/// A curve as `(x, y)` points.
+type Curve = Vec<(f64, f64)>;
+
+/// Mean over runs at each x, with the min and max `(x, lo, hi)`, for x values all runs share.
+fn aggregate(curves: &[Curve]) -> (Curve, Vec<(f64, f64, f64)>) {
     let mut by_x: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for curve in curves {
         for &(x, y) in curve {
@@ -128,7 +131,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
 
     let mut csv = csv::Writer::from_writer(Vec::new());
     for run in &runs {
-        csv.serialize(&run.summary_row())?;
+        csv.serialize(run.summary_row())?;
     }
     write_atomic(&out.join("comparison.csv"), &csv.into_inner()?)?;
 
@@ -155,7 +158,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
             (false, 1) => init.clone(),
             (false, n) => format!("{init} (mean of {n})"),
         };
-        let series = |curves: Vec<Vec<(f64, f64)>>| {
+        let series = |curves: Vec<Curve>| {
             let (points, band) = aggregate(&curves);
             Series {
                 label: label.clone(),

@@ -181,7 +181,16 @@ fn padded_range(values: &[f64], margin: f64) -> (f64, f64) {
 
 fn rasterise(svg: &str) -> Result<Vec<u8>> {
     let mut options = resvg::usvg::Options::default();
-    options.fontdb_mut().load_system_fonts();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    // fontdb maps `sans-serif` to Arial; use whichever sans-serif face the system has.
+    let sans = fonts
+        .faces()
+        .flat_map(|face| face.families.iter().map(|(name, _)| name.clone()))
+        .find(|name| name.contains("Sans") && !name.contains("Mono"));
+    if let Some(sans) = sans {
+        fonts.set_sans_serif_family(sans);
+    }
     let tree = resvg::usvg::Tree::from_str(svg, &options).context("cannot parse the plot's SVG")?;
     let size = tree.size().to_int_size();
     let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())

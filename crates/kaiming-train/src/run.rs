@@ -313,7 +313,7 @@ impl<'a> Trainer<'a> {
                 self.progress
                     .epoch_window
                     .add(loss_value, correct, images, seconds);
-                if self.progress.step % self.config.log_every == 0
+                if self.progress.step.is_multiple_of(self.config.log_every)
                     || self.progress.step_in_epoch == steps_per_epoch
                 {
                     self.flush_window(lr);
@@ -545,12 +545,12 @@ fn load_data(config: &RunConfig, options: &RunOptions) -> Result<(Loader, Loader
 
 /// SGD with momentum (no dampening, as PyTorch and the papers) and L2 weight decay.
 fn optimizer(config: &RunConfig) -> ModuleOptimizer {
-    let momentum = (config.momentum > 0.0).then(|| MomentumConfig {
+    let momentum = (config.momentum > 0.0).then_some(MomentumConfig {
         momentum: config.momentum,
         dampening: 0.0,
         nesterov: config.nesterov,
     });
-    let weight_decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig {
+    let weight_decay = (config.weight_decay > 0.0).then_some(WeightDecayConfig {
         penalty: config.weight_decay as f32,
     });
     SgdConfig::new()

@@ -17,7 +17,10 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // usvg warns once per text element when a system lacks fonts; the plot is still drawn.
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,usvg=error".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     match command {
         Command::Sweep(args) => {
+            let args = *args;
             let base = resolve(args.run, args.output.config.as_ref())?;
             let options = RunOptions {
                 out: args.output.out.clone(),
