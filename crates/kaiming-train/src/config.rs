@@ -18,8 +18,9 @@ use crate::schedule::{Schedule, ScheduleKind};
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunArgs {
-    /// Weight init scheme: he, he-uniform, he-fan-out, he-trunc, xavier, xavier-uniform, lecun,
-    /// orthogonal, torch-default, … [default: he]
+    /// Init scheme of every conv and linear weight (biases zero, BN γ = 1, β = 0): he,
+    /// he-uniform, he-fan-out, he-trunc, xavier, xavier-uniform, lecun, orthogonal,
+    /// torch-default, … [default: he]
     #[arg(long)]
     pub init: Option<Scheme>,
     /// Model: resnet18…resnet152, resnet20…resnet1202, plain20…plain1202,

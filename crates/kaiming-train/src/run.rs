@@ -160,7 +160,7 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<Summary> {
     Trainer::new(config, name, dir, options, Some(progress))?.run()
 }
 
-/// `<model>-<init>-s<seed>-<YYYYMMDD-HHMMSS>` in UTC.
+/// `<model>-<init>-s<seed>-<YYYYMMDD-HHMMSS>` in UTC: the sweep's name plus the time.
 fn default_name(config: &RunConfig) -> String {
     let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let stamp: String = time
@@ -168,8 +168,7 @@ fn default_name(config: &RunConfig) -> String {
         .filter(|c| c.is_ascii_digit() || *c == 'T')
         .map(|c| if c == 'T' { '-' } else { c })
         .collect();
-    let init = config.init.to_string().replace([':', '(', ')'], "_");
-    format!("{}-{init}-s{}-{stamp}", config.model, config.seed)
+    format!("{}-{stamp}", crate::sweep::run_name(config))
 }
 
 struct Trainer<'a> {
@@ -239,7 +238,8 @@ impl<'a> Trainer<'a> {
             }
             None => Progress::default(),
         };
-        let parameters = model.num_params();
+        // Trainable parameters: burn's `num_params` also counts BatchNorm running statistics.
+        let parameters = model_config.num_params();
         tracing::info!(
             "{}: {} ({} parameters), init {}, {} on {}",
             name,
