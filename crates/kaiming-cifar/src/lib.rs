@@ -48,6 +48,7 @@ mod dataset;
 mod download;
 mod error;
 mod folder;
+mod items;
 mod locate;
 mod normalize;
 mod verify;
@@ -58,6 +59,7 @@ pub use binary::{BinaryFormat, CIFAR10_CLASSES, CIFAR10_FILES, CIFAR100_FILES};
 pub use dataset::{CHANNELS, CifarDataset, IMAGE_BYTES, Layout, PLANE, SIDE, Split};
 pub use download::{ARCHIVE_ROOT, DownloadConfig, OFFICIAL_MD5, OFFICIAL_URL, URL_ENV, download};
 pub use error::DataError;
+pub use items::CifarItem;
 pub use locate::{
     DIR_ENV, LOCAL_DIR, Located, SearchPaths, Source, locate_data_dir, locate_or_download,
 };

@@ -292,3 +292,24 @@ fn verify_names_the_differing_file() {
         "a9993e364706816aba3e25717850c26c9cd0d89d"
     );
 }
+
+#[test]
+fn the_dataset_is_a_burn_dataset_of_items() {
+    use burn_dataset::Dataset;
+    use kaiming_cifar::CifarItem;
+
+    let images: Vec<u8> = (0..2 * 3072).map(|i| (i % 251) as u8).collect();
+    let classes = (0..10).map(|c| format!("class{c}")).collect();
+    let data =
+        kaiming_cifar::CifarDataset::from_parts(images.clone(), vec![7, 2], classes).unwrap();
+    assert_eq!(Dataset::<CifarItem>::len(&data), 2);
+    let item: CifarItem = data.get(1).unwrap();
+    assert_eq!(item.label, 2);
+    assert_eq!(item.image, images[3072..]);
+    let past_end: Result<CifarItem, _> = data.get(2);
+    assert!(past_end.unwrap_err().to_string().contains("index 2"));
+    let labels: Vec<usize> = Dataset::<CifarItem>::iter(&data)
+        .map(|item| item.unwrap().label)
+        .collect();
+    assert_eq!(labels, [7, 2]);
+}

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Ctrl-C sets the flag; the training loop finishes its step, checkpoints and stops.
+/// Ctrl-C (or SIGTERM) sets the flag; the training loop finishes its step, checkpoints and stops.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let handler_flag = flag.clone();
