@@ -24,6 +24,17 @@ pub fn seed_from_device(device: &Device) -> u64 {
         })
 }
 
+/// The model `init_with` builds from [`InitPlan::torchvision`] and a seed drawn from the device:
+/// the body of every `init`.
+fn with_torchvision_plan<M>(
+    device: &Device,
+    init_with: impl FnOnce(&InitPlan, u64) -> Result<(M, InitReport), InitError>,
+) -> M {
+    let (model, _) = init_with(&InitPlan::torchvision(), seed_from_device(device))
+        .expect("the torchvision plan gives norm layers constants only");
+    model
+}
+
 impl ResNetConfig {
     /// The network with torchvision's initialisation ([`InitPlan::torchvision`]: He normal,
     /// fan_out, ReLU for convolutions; norm γ = 1, β = 0; classifier as PyTorch), plus
@@ -32,10 +43,7 @@ impl ResNetConfig {
     /// # Panics
     /// If [`validate`](Self::validate) fails.
     pub fn init(&self, device: &Device) -> ResNet {
-        let (model, _) = self
-            .init_with(device, &InitPlan::torchvision(), seed_from_device(device))
-            .expect("the torchvision plan gives norm layers constants only");
-        model
+        with_torchvision_plan(device, |plan, seed| self.init_with(device, plan, seed))
     }
 
     /// The network initialised by `plan` (extended by [`init_plan`](Self::init_plan)) from
@@ -77,10 +85,7 @@ impl PlainCnnConfig {
     /// # Panics
     /// If [`validate`](Self::validate) fails.
     pub fn init(&self, device: &Device) -> PlainCnn {
-        let (model, _) = self
-            .init_with(device, &InitPlan::torchvision(), seed_from_device(device))
-            .expect("the torchvision plan gives norm layers constants only");
-        model
+        with_torchvision_plan(device, |plan, seed| self.init_with(device, plan, seed))
     }
 
     /// The network initialised by `plan` from `seed`, with the report.
@@ -107,10 +112,7 @@ impl ModelConfig {
     /// # Panics
     /// If [`validate`](Self::validate) fails.
     pub fn init(&self, device: &Device) -> Model {
-        let (model, _) = self
-            .init_with(device, &InitPlan::torchvision(), seed_from_device(device))
-            .expect("the torchvision plan gives norm layers constants only");
-        model
+        with_torchvision_plan(device, |plan, seed| self.init_with(device, plan, seed))
     }
 
     /// The model initialised by `plan` (plus `zero_init_residual`) from `seed`, with the report.
