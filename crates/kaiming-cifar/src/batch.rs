@@ -105,7 +105,19 @@ pub struct Batch {
 pub struct Loader {
     data: CifarDataset,
     config: LoaderConfig,
+    normalization: Normalization,
     tables: Box<[[f32; 256]; CHANNELS]>,
+}
+
+/// What one batch is made of, before any pixel is touched: which images, and the crop and flip
+/// of each. The host path and the device path ([`DeviceLoader`](crate::DeviceLoader)) build
+/// their pixels from the same plan, so they give the same images.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchPlan {
+    /// The dataset index of each image.
+    pub indices: Vec<u32>,
+    /// The crop and flip of each image ([`Transform::IDENTITY`] without augmentation).
+    pub transforms: Vec<Transform>,
 }
 
 impl Loader {
@@ -142,6 +154,7 @@ impl Loader {
         Ok(Loader {
             data,
             config,
+            normalization,
             tables: Box::new(normalization.lookup_tables()),
         })
     }
@@ -149,6 +162,11 @@ impl Loader {
     /// The images being batched.
     pub fn dataset(&self) -> &CifarDataset {
         &self.data
+    }
+
+    /// The normalisation applied to every pixel.
+    pub fn normalization(&self) -> Normalization {
+        self.normalization
     }
 
     /// The batching settings.
@@ -206,31 +224,43 @@ impl Loader {
         ChaCha8Rng::from_seed(key)
     }
 
-    /// Writes batch `index` of an epoch whose order is `order` into `out`, reusing its buffers.
-    fn fill(&self, epoch: u64, order: &[u32], index: usize, out: &mut HostBatch) {
+    /// The images of batch `index` of an epoch whose order is `order`, with their transforms
+    /// drawn from the batch's own stream; `out` is overwritten, reusing its buffers.
+    fn plan_into(&self, epoch: u64, order: &[u32], index: usize, out: &mut BatchPlan) {
         let start = index * self.config.batch_size;
         let end = (start + self.config.batch_size).min(order.len());
         let members = &order[start..end];
         let mut rng = self.rng(epoch, 1 + index as u64);
-
         out.indices.clear();
         out.indices.extend_from_slice(members);
-        out.labels.clear();
-        out.labels.extend(
-            members
-                .iter()
-                .map(|&i| i64::from(self.data.labels()[i as usize])),
-        );
         out.transforms.clear();
         out.transforms
             .extend(members.iter().map(|_| match self.config.augment {
                 Some(augment) => augment.sample(&mut rng),
                 None => Transform::IDENTITY,
             }));
-        out.images.resize(members.len() * IMAGE_BYTES, 0.0);
+    }
+
+    /// Writes batch `index` of an epoch whose order is `order` into `out`, reusing its buffers.
+    fn fill(&self, epoch: u64, order: &[u32], index: usize, out: &mut HostBatch) {
+        let mut plan = BatchPlan {
+            indices: std::mem::take(&mut out.indices),
+            transforms: std::mem::take(&mut out.transforms),
+        };
+        self.plan_into(epoch, order, index, &mut plan);
+        out.indices = plan.indices;
+        out.transforms = plan.transforms;
+        out.labels.clear();
+        out.labels.extend(
+            out.indices
+                .iter()
+                .map(|&i| i64::from(self.data.labels()[i as usize])),
+        );
+        out.images.resize(out.indices.len() * IMAGE_BYTES, 0.0);
 
         let images = self.data.images();
-        for ((&i, &t), dst) in members
+        for ((&i, &t), dst) in out
+            .indices
             .iter()
             .zip(&out.transforms)
             .zip(out.images.chunks_exact_mut(IMAGE_BYTES))
@@ -260,6 +290,17 @@ impl Epoch<'_> {
     pub fn batch(&self, index: usize) -> Option<HostBatch> {
         let mut out = HostBatch::default();
         self.batch_into(index, &mut out).then_some(out)
+    }
+
+    /// The images and transforms of batch `index`, or `None` past the last.
+    pub fn plan(&self, index: usize) -> Option<BatchPlan> {
+        if index >= self.loader.batches_per_epoch() {
+            return None;
+        }
+        let mut plan = BatchPlan::default();
+        self.loader
+            .plan_into(self.epoch, &self.order, index, &mut plan);
+        Some(plan)
     }
 
     /// Writes batch `index` into `out`, reusing its allocations (what the benchmark measures);

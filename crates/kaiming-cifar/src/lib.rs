@@ -51,10 +51,11 @@ mod folder;
 mod items;
 mod locate;
 mod normalize;
+mod resident;
 mod verify;
 
 pub use augment::{AugmentConfig, Transform, transform_bytes};
-pub use batch::{Batch, Epoch, HostBatch, Loader, LoaderConfig};
+pub use batch::{Batch, BatchPlan, Epoch, HostBatch, Loader, LoaderConfig};
 pub use binary::{BinaryFormat, CIFAR10_CLASSES, CIFAR10_FILES, CIFAR100_FILES};
 pub use dataset::{CHANNELS, CifarDataset, IMAGE_BYTES, Layout, PLANE, SIDE, Split};
 pub use download::{ARCHIVE_ROOT, DownloadConfig, OFFICIAL_MD5, OFFICIAL_URL, URL_ENV, download};
@@ -64,4 +65,5 @@ pub use locate::{
     DIR_ENV, LOCAL_DIR, Located, SearchPaths, Source, locate_data_dir, locate_or_download,
 };
 pub use normalize::Normalization;
+pub use resident::{DeviceEpoch, DeviceLoader};
 pub use verify::{CIFAR10_SHA1, sha1_hex, verify};

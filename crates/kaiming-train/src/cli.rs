@@ -8,6 +8,7 @@ use kaiming_resnet::{ModelName, Norm, StemKind};
 
 use crate::backend::Backend;
 use crate::config::RunArgs;
+use crate::precision::Precision;
 
 /// Train CIFAR-10 ResNets per init scheme, log loss curves, compare runs, probe signal
 /// propagation at init.
@@ -54,6 +55,10 @@ pub struct OutputArgs {
     /// No progress bar
     #[arg(long, short)]
     pub quiet: bool,
+    /// GPU to use: index among the backend's adapters [default: the backend's default adapter;
+    /// for wgpu CUBECL_WGPU_DEFAULT_DEVICE, e.g. DiscreteGpu(1), overrides it]
+    #[arg(long)]
+    pub device: Option<usize>,
 }
 
 /// Subcommands.
@@ -70,6 +75,52 @@ pub enum Command {
     Models(ModelsArgs),
     /// Where CIFAR-10 was found, images per class, channel statistics, checksums, sample grid
     Data(DataArgs),
+    /// Training throughput per model on real CIFAR-10 batches: images/s, GFLOP/s, peak memory,
+    /// and the time split between data, forward, backward and optimizer
+    Bench(BenchArgs),
+}
+
+/// `train bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Models, comma-separated, each measured on its own
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "resnet20,resnet18,resnet50"
+    )]
+    pub models: Vec<ModelName>,
+    /// Images per step
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Timed steps per model (the median is reported)
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps before them
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Compute backend
+    #[arg(long, default_value = "flex")]
+    pub backend: Backend,
+    /// GPU to use: index among the backend's adapters [default: the backend's default adapter;
+    /// for wgpu CUBECL_WGPU_DEFAULT_DEVICE, e.g. DiscreteGpu(1), overrides it]
+    #[arg(long)]
+    pub device: Option<usize>,
+    /// Arithmetic: f32, f16, bf16
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
+    /// CPU threads of the compute pool [default: RAYON_NUM_THREADS, else every core]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// CIFAR-10 folder [default: search as for training]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also append one JSON object per model to this file
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Ignored: `cargo bench` passes it to the benchmark harness
+    #[arg(long, hide = true)]
+    pub bench: bool,
 }
 
 /// `train sweep`.
@@ -104,6 +155,10 @@ pub struct SweepOutputArgs {
     /// No progress bar
     #[arg(long, short)]
     pub quiet: bool,
+    /// GPU to use: index among the backend's adapters [default: the backend's default adapter;
+    /// for wgpu CUBECL_WGPU_DEFAULT_DEVICE, e.g. DiscreteGpu(1), overrides it]
+    #[arg(long)]
+    pub device: Option<usize>,
 }
 
 /// `train compare`.
@@ -153,6 +208,10 @@ pub struct ProbeArgs {
     /// Compute backend
     #[arg(long, default_value = "flex")]
     pub backend: Backend,
+    /// GPU to use: index among the backend's adapters [default: the backend's default adapter;
+    /// for wgpu CUBECL_WGPU_DEFAULT_DEVICE, e.g. DiscreteGpu(1), overrides it]
+    #[arg(long)]
+    pub device: Option<usize>,
     /// Folder for probe.csv, probe.svg and probe.png
     #[arg(long, default_value = "runs/probe")]
     pub out: PathBuf,

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use kaiming_resnet::Norm;
 
 use crate::atomic::write_atomic;
+use crate::config::RunConfig;
 use crate::metrics::Metrics;
 use crate::plot::{Panel, Series, save_figure};
+use crate::precision::Precision;
 use crate::summary::Summary;
 
 /// One run as the comparison reads it.
@@ -20,6 +23,8 @@ pub struct RunRecord {
     pub summary: Summary,
     /// Its metrics.csv.
     pub metrics: Metrics,
+    /// Its config.toml, where readable (it tells variants of one model apart).
+    pub config: Option<RunConfig>,
 }
 
 impl RunRecord {
@@ -30,7 +35,28 @@ impl RunRecord {
             summary: Summary::read(&dir.join("summary.json"))
                 .with_context(|| format!("{} is not a run folder", dir.display()))?,
             metrics: Metrics::read(&dir.join("metrics.csv"))?,
+            config: std::fs::read_to_string(dir.join("config.toml"))
+                .ok()
+                .and_then(|text| toml::from_str(&text).ok()),
         })
+    }
+
+    /// The model as the comparison names it: its name, plus what sets it apart from the
+    /// default recipe (no normalisation, zero-init residual branches, reduced precision).
+    pub fn variant(&self) -> String {
+        let mut name = self.summary.model.clone();
+        if let Some(config) = &self.config {
+            if config.norm == Norm::None {
+                name.push_str(" no-norm");
+            }
+            if config.zero_init_residual {
+                name.push_str(" zero-init-residual");
+            }
+            if config.precision != Precision::F32 {
+                name.push_str(&format!(" {}", config.precision));
+            }
+        }
+        name
     }
 
     /// Mean training loss per epoch, each train row weighted by the steps it covers.
@@ -78,7 +104,7 @@ pub fn table(runs: &[RunRecord]) -> Table {
         let s = &run.summary;
         table.add_row([
             s.name.clone(),
-            s.model.clone(),
+            run.variant(),
             s.init.clone(),
             s.seed.to_string(),
             s.status.to_string(),
@@ -135,11 +161,11 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
     }
     write_atomic(&out.join("comparison.csv"), &csv.into_inner()?)?;
 
-    // One colour per (model, init): the mean over its seeds with a min–max band.
+    // One colour per (model variant, init): the mean over its seeds with a min–max band.
     let mut groups: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
     for run in &runs {
         groups
-            .entry((run.summary.model.clone(), run.summary.init.clone()))
+            .entry((run.variant(), run.summary.init.clone()))
             .or_default()
             .push(run);
     }
@@ -204,7 +230,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
 #[derive(serde::Serialize)]
 struct SummaryRow<'a> {
     run: &'a str,
-    model: &'a str,
+    model: String,
     init: &'a str,
     seed: u64,
     status: String,
@@ -220,7 +246,7 @@ impl RunRecord {
         let s = &self.summary;
         SummaryRow {
             run: &s.name,
-            model: &s.model,
+            model: self.variant(),
             init: &s.init,
             seed: s.seed,
             status: s.status.to_string(),

@@ -9,6 +9,7 @@ use kaiming_resnet::{ModelConfig, ModelName, Norm, StemKind};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::precision::Precision;
 use crate::schedule::{Schedule, ScheduleKind};
 
 /// Every setting of a training run, as given on the command line or in a `--config` TOML file.
@@ -91,9 +92,14 @@ pub struct RunArgs {
     /// (the paper's 45k/5k split is 5000) [default: 0]
     #[arg(long)]
     pub val_split: Option<usize>,
-    /// Compute backend: flex, ndarray [default: flex]
+    /// Compute backend: flex, ndarray (CPU); wgpu, vulkan, metal, cuda (GPU, each where its
+    /// cargo feature is compiled in) [default: flex]
     #[arg(long)]
     pub backend: Option<Backend>,
+    /// Arithmetic of the forward and backward passes: f32, or f16/bf16 with f32 master weights
+    /// (f16 with dynamic loss scaling), where the device supports it [default: f32]
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// Write a train row to metrics.csv every N steps [default: 50]
     #[arg(long)]
     pub log_every: Option<usize>,
@@ -153,6 +159,9 @@ pub struct RunConfig {
     pub val_split: usize,
     /// Compute backend.
     pub backend: Backend,
+    /// Arithmetic precision (absent in runs made before it existed: f32).
+    #[serde(default)]
+    pub precision: Precision,
     /// Steps per train row in metrics.csv.
     pub log_every: usize,
 }
@@ -199,6 +208,7 @@ impl RunArgs {
             eval_limit: self.eval_limit.or(base.eval_limit),
             val_split: self.val_split.or(base.val_split),
             backend: self.backend.or(base.backend),
+            precision: self.precision.or(base.precision),
             log_every: self.log_every.or(base.log_every),
         }
     }
@@ -229,6 +239,7 @@ impl RunArgs {
             eval_limit: self.eval_limit,
             val_split: self.val_split.unwrap_or(0),
             backend: self.backend.unwrap_or_default(),
+            precision: self.precision.unwrap_or_default(),
             log_every: self.log_every.unwrap_or(50),
         };
         config.validate()?;
@@ -274,6 +285,7 @@ impl RunConfig {
             self.warmup_epochs
         );
         ensure!(self.log_every > 0, "--log-every must be at least 1 (got 0)");
+        self.backend.ensure_compiled()?;
         if self.train_limit == Some(0) || self.eval_limit == Some(0) {
             bail!("--train-limit and --eval-limit must be at least 1");
         }

@@ -3,12 +3,15 @@
 
 pub mod atomic;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod feed;
 pub mod inspect;
 pub mod metrics;
 pub mod plot;
+pub mod precision;
 pub mod probe;
 pub mod run;
 pub mod schedule;

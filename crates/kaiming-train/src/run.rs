@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use kaiming_cifar::{
@@ -22,8 +22,11 @@ use kaiming_resnet::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
+use crate::backend::describe;
 use crate::config::RunConfig;
+use crate::feed::Feed;
 use crate::metrics::{MetricRow, Metrics};
+use crate::precision::{LossScaler, Precision};
 use crate::summary::{Status, Summary};
 
 /// Settings of a run that do not change its results.
@@ -39,6 +42,8 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// Never download the dataset.
     pub no_download: bool,
+    /// Which GPU of the backend (`--device`); `None` is its default adapter.
+    pub device: Option<usize>,
     /// Set by Ctrl-C: finish the current step, checkpoint, stop.
     pub interrupt: Option<Arc<AtomicBool>>,
 }
@@ -64,6 +69,9 @@ struct Progress {
     last_epoch_loss: Option<f64>,
     /// The same accumulated over the current epoch.
     epoch_window: Window,
+    /// The f16 loss scale (absent in checkpoints made before it existed: none).
+    #[serde(default)]
+    scaler: LossScaler,
 }
 
 /// Running sums for one train row of metrics.csv.
@@ -178,8 +186,8 @@ struct Trainer<'a> {
     options: &'a RunOptions,
     device: Device,
     /// Shared so an epoch can borrow it while the trainer updates itself.
-    train: Arc<Loader>,
-    eval: Loader,
+    train: Arc<Feed>,
+    eval: Feed,
     eval_split: &'static str,
     model: Model,
     optimizer: ModuleOptimizer,
@@ -197,8 +205,11 @@ impl<'a> Trainer<'a> {
         resumed: Option<Progress>,
     ) -> Result<Self> {
         let (train, eval, eval_split) = load_data(&config, options)?;
-        let device = config.backend.device().autodiff();
+        let device = config.backend.device(options.device)?.autodiff();
         device.seed(config.seed);
+        let on_device = config.backend.is_gpu();
+        let train = Feed::new(train, &device, on_device);
+        let eval = Feed::new(eval, &device.clone().without_autodiff(), on_device);
 
         let model_config = config.model_config();
         let (mut model, _) = model_config
@@ -236,7 +247,10 @@ impl<'a> Trainer<'a> {
                 );
                 progress
             }
-            None => Progress::default(),
+            None => Progress {
+                scaler: LossScaler::new(config.precision),
+                ..Progress::default()
+            },
         };
         // Trainable parameters: burn's `num_params` also counts BatchNorm running statistics.
         let parameters = model_config.num_params();
@@ -247,7 +261,7 @@ impl<'a> Trainer<'a> {
             parameters,
             config.init,
             config.backend,
-            device_name(&device)
+            describe(&device)
         );
         Ok(Trainer {
             config,
@@ -281,13 +295,10 @@ impl<'a> Trainer<'a> {
             let bar = self.progress_bar(epoch, steps_per_epoch);
             for index in self.progress.step_in_epoch..steps_per_epoch {
                 let started = Instant::now();
-                let batch = data
-                    .batch(index)
-                    .expect("index below batches_per_epoch")
-                    .into_batch(&self.device);
+                let batch = data.batch(index).expect("index below batches_per_epoch");
                 let images = batch.labels.dims()[0];
                 let lr = schedule.lr(self.progress.step);
-                let logits = self.model.forward(batch.images);
+                let logits = self.config.precision.forward(&self.model, batch.images);
                 let loss = loss_fn.forward(logits.clone(), batch.labels.clone());
                 let loss_value = loss.clone().into_scalar::<f64>();
                 if !loss_value.is_finite() {
@@ -300,8 +311,10 @@ impl<'a> Trainer<'a> {
                     break 'epochs;
                 }
                 let correct = count_correct(logits, batch.labels);
-                let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-                self.model = self.optimizer.step(lr, self.model.clone(), grads);
+                // A step whose f16 gradients overflowed is skipped, as PyTorch's GradScaler does.
+                if let Some(grads) = self.progress.scaler.backward(loss, &self.model) {
+                    self.model = self.optimizer.step(lr, self.model.clone(), grads);
+                }
 
                 let seconds = started.elapsed().as_secs_f64();
                 self.progress.step += 1;
@@ -375,7 +388,7 @@ impl<'a> Trainer<'a> {
     fn end_epoch(&mut self, lr: f64) -> Result<()> {
         let epoch = self.progress.epoch + 1;
         let started = Instant::now();
-        let (loss, accuracy) = evaluate(&self.model.valid(), &self.eval);
+        let (loss, accuracy) = evaluate(&self.model.valid(), &self.eval, self.config.precision);
         let seconds = started.elapsed().as_secs_f64();
         self.progress.elapsed_s += seconds;
         self.metrics.rows.push(MetricRow {
@@ -461,7 +474,8 @@ impl<'a> Trainer<'a> {
             model: self.config.model.to_string(),
             init: self.config.init.to_string(),
             backend: self.config.backend.to_string(),
-            device: device_name(&self.device),
+            device: describe(&self.device),
+            precision: self.config.precision.to_string(),
             seed: self.config.seed,
             git_commit: git_commit(),
             status,
@@ -543,15 +557,20 @@ fn load_data(config: &RunConfig, options: &RunOptions) -> Result<(Loader, Loader
     Ok((train_loader, eval_loader, split))
 }
 
-/// SGD with momentum (no dampening, as PyTorch and the papers) and L2 weight decay.
+/// The run's optimizer.
 fn optimizer(config: &RunConfig) -> ModuleOptimizer {
-    let momentum = (config.momentum > 0.0).then_some(MomentumConfig {
-        momentum: config.momentum,
+    sgd(config.momentum, config.nesterov, config.weight_decay)
+}
+
+/// SGD with momentum (no dampening, as PyTorch and the papers) and L2 weight decay.
+pub fn sgd(momentum: f64, nesterov: bool, weight_decay: f64) -> ModuleOptimizer {
+    let momentum = (momentum > 0.0).then_some(MomentumConfig {
+        momentum,
         dampening: 0.0,
-        nesterov: config.nesterov,
+        nesterov,
     });
-    let weight_decay = (config.weight_decay > 0.0).then_some(WeightDecayConfig {
-        penalty: config.weight_decay as f32,
+    let weight_decay = (weight_decay > 0.0).then_some(WeightDecayConfig {
+        penalty: weight_decay as f32,
     });
     SgdConfig::new()
         .with_momentum(momentum)
@@ -559,8 +578,8 @@ fn optimizer(config: &RunConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// Mean loss and accuracy of `model` over every batch of `loader`.
-pub fn evaluate(model: &Model, loader: &Loader) -> (f64, f64) {
+/// Mean loss and accuracy of `model` over every batch of `feed`, computed in `precision`.
+pub fn evaluate(model: &Model, feed: &Feed, precision: Precision) -> (f64, f64) {
     let device = model
         .devices()
         .into_iter()
@@ -568,14 +587,11 @@ pub fn evaluate(model: &Model, loader: &Loader) -> (f64, f64) {
         .expect("a model with parameters has a device");
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let (mut loss_sum, mut correct, mut images) = (0.0, 0, 0);
-    let data = loader.epoch(0);
-    for index in 0..loader.batches_per_epoch() {
-        let batch = data
-            .batch(index)
-            .expect("index in range")
-            .into_batch(&device);
+    let data = feed.epoch(0);
+    for index in 0..feed.batches_per_epoch() {
+        let batch = data.batch(index).expect("index in range");
         let n = batch.labels.dims()[0];
-        let logits = model.forward(batch.images);
+        let logits = precision.forward(model, batch.images);
         loss_sum += loss_fn
             .forward(logits.clone(), batch.labels.clone())
             .into_scalar::<f64>()
@@ -592,11 +608,6 @@ pub fn evaluate(model: &Model, loader: &Loader) -> (f64, f64) {
 fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
     let predictions = logits.argmax(1).flatten::<1>(0, 1);
     predictions.equal(labels).int().sum().into_scalar::<i64>() as usize
-}
-
-/// The device as `Debug` prints it, for logs and summaries.
-pub fn device_name(device: &Device) -> String {
-    format!("{device:?}")
 }
 
 /// The commit of the working tree the binary runs in, if it is a git checkout.

@@ -43,8 +43,11 @@ pub struct Summary {
     pub init: String,
     /// Backend name.
     pub backend: String,
-    /// Device the run computed on.
+    /// Device the run computed on: the adapter's own name on GPUs.
     pub device: String,
+    /// Arithmetic precision (absent in runs made before it existed: f32).
+    #[serde(default = "f32_name")]
+    pub precision: String,
     /// Seed of the run.
     pub seed: u64,
     /// `git rev-parse HEAD` of the working tree the run started from, if any.
@@ -69,6 +72,10 @@ pub struct Summary {
     pub parameters: usize,
     /// Seconds of training and evaluation, across resumes.
     pub total_time_s: f64,
+}
+
+fn f32_name() -> String {
+    "f32".to_string()
 }
 
 impl Summary {

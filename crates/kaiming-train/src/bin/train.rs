@@ -12,7 +12,7 @@ use kaiming_train::cli::{Cli, Command, OutputArgs};
 use kaiming_train::config::RunArgs;
 use kaiming_train::run::{RunOptions, resume, train};
 use kaiming_train::summary::Status;
-use kaiming_train::{compare, inspect, probe, sweep};
+use kaiming_train::{bench, compare, inspect, probe, sweep};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -50,6 +50,7 @@ fn run_options(output: &OutputArgs) -> RunOptions {
         quiet: output.quiet,
         stop_after: output.stop_after,
         no_download: output.no_download,
+        device: output.device,
         interrupt: Some(interrupt_flag()),
     }
 }
@@ -95,6 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out: args.output.out.clone(),
                 quiet: args.output.quiet,
                 no_download: args.output.no_download,
+                device: args.output.device,
                 interrupt: Some(interrupt_flag()),
                 ..RunOptions::default()
             };
@@ -129,7 +131,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 synthetic: args.synthetic,
                 data_dir: args.data_dir,
                 seed: args.seed,
-                device: args.backend.device(),
+                device: args.backend.device(args.device)?,
             };
             let rows = probe::probe(&config)?;
             println!("{}", probe::table(&rows));
@@ -142,6 +144,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{}",
                 inspect::models_table(args.num_classes, args.stem, args.image_size)
             );
+        }
+        Command::Bench(args) => {
+            bench::run(args)?;
         }
         Command::Data(args) => {
             print!(

@@ -1,0 +1,327 @@
+//! `train bench`: training throughput per model on real CIFAR-10 batches.
+//!
+//! Each step is timed in four phases — building the batch (the loader is part of the
+//! measurement), forward with the loss, backward, and the SGD step — with the device synchronised
+//! between them, so the split is honest on asynchronous GPUs too. Throughput is the batch size
+//! over the median step time after warm-up; achieved FLOP/s counts forward plus backward as three
+//! forward passes (2 FLOP per multiply-add of the model crate's count). The same fields come out
+//! of `benches/pytorch_reference.py`, so the two can be put side by side.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::Device;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use kaiming_cifar::{CifarDataset, Loader, LoaderConfig, Normalization, Split, locate_data_dir};
+use kaiming_init::{InitPlan, Scheme};
+use kaiming_resnet::{ModelConfig, ModelName, StemKind};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::backend::{Backend, describe};
+use crate::cli::BenchArgs;
+use crate::feed::Feed;
+use crate::precision::{LossScaler, Precision};
+use crate::run::sgd;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Models, each measured on its own.
+    pub models: Vec<ModelName>,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Timed steps per model.
+    pub steps: usize,
+    /// Untimed steps first (allocations, autotuning, caches).
+    pub warmup: usize,
+    /// Backend to run on.
+    pub backend: Backend,
+    /// Its GPU index, if not the default.
+    pub device: Option<usize>,
+    /// Float precision of the forward and backward passes.
+    pub precision: Precision,
+    /// CIFAR-10 folder, else the usual search.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One model's measurement; also one line of the `--json` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRow {
+    /// Who ran it, e.g. `burn 0.22.1 flex`.
+    pub implementation: String,
+    /// Model name.
+    pub model: String,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Float precision.
+    pub precision: String,
+    /// The device as it names itself.
+    pub device: String,
+    /// CPU threads of the compute pool.
+    pub threads: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Batch size over the median step time.
+    pub images_per_s: f64,
+    /// Median step time, ms.
+    pub step_ms: f64,
+    /// Median time to build the batch, ms.
+    pub data_ms: f64,
+    /// Median forward and loss time, ms.
+    pub forward_ms: f64,
+    /// Median backward time, ms.
+    pub backward_ms: f64,
+    /// Median optimizer-step time, ms.
+    pub optimizer_ms: f64,
+    /// Forward plus backward GFLOP per image (3 × 2 × multiply-adds).
+    pub train_gflop_per_image: f64,
+    /// Achieved GFLOP/s.
+    pub gflops_per_s: f64,
+    /// Peak memory, MiB: the process's resident set on CPUs, the allocator's reservation on
+    /// GPUs.
+    pub peak_memory_mib: f64,
+    /// Forward multiply-adds per image.
+    pub macs_per_image: u64,
+    /// Loss of the last step, to show the model trains.
+    pub final_loss: f64,
+}
+
+/// `train bench` and `cargo bench --bench throughput`: sizes the thread pool, measures, prints
+/// the table and appends the rows to the `--json` file.
+pub fn run(args: BenchArgs) -> Result<Vec<BenchRow>> {
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("--threads: the thread pool was already started")?;
+    }
+    let config = BenchConfig {
+        models: args.models,
+        batch_size: args.batch_size,
+        steps: args.steps,
+        warmup: args.warmup,
+        backend: args.backend,
+        device: args.device,
+        precision: args.precision,
+        data_dir: args.data_dir,
+    };
+    let rows = bench(&config)?;
+    println!("{}", table(&rows));
+    if let Some(path) = &args.json {
+        let mut text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        for row in &rows {
+            text.push_str(&serde_json::to_string(row)?);
+            text.push('\n');
+        }
+        write_atomic(path, text.as_bytes())?;
+    }
+    Ok(rows)
+}
+
+/// Measures every model of `config` in turn.
+pub fn bench(config: &BenchConfig) -> Result<Vec<BenchRow>> {
+    ensure!(config.steps > 0, "--steps must be at least 1");
+    ensure!(config.batch_size > 0, "--batch-size must be at least 1");
+    let dir = locate_data_dir(config.data_dir.as_deref())?.dir;
+    let data = CifarDataset::load(&dir, Split::Train)
+        .with_context(|| format!("cannot load CIFAR-10 from {}", dir.display()))?;
+    config
+        .models
+        .iter()
+        .map(|&model| bench_model(config, model, data.clone()))
+        .collect()
+}
+
+/// Per-step phase times, seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct StepTimes {
+    data: f64,
+    forward: f64,
+    backward: f64,
+    optimizer: f64,
+}
+
+impl StepTimes {
+    fn total(&self) -> f64 {
+        self.data + self.forward + self.backward + self.optimizer
+    }
+}
+
+fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Result<BenchRow> {
+    let device = config.backend.device(config.device)?.autodiff();
+    config.precision.ensure_supported(&device)?;
+    device.seed(0);
+    // CIFAR-sized inputs: the torchvision-layout nets get the CIFAR stem, as in `train`.
+    let model_config = ModelConfig::new(name).with_stem(StemKind::Cifar);
+    let (mut model, _) = model_config
+        .init_with(&device, &InitPlan::new(Scheme::he()), 0)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let mut optimizer = sgd(0.9, false, 5e-4);
+    let loader = Loader::new(
+        data.clone(),
+        Normalization::from_dataset(&data)?,
+        LoaderConfig::train(config.batch_size, 0),
+    )?;
+    let feed = Feed::new(loader, &device, config.backend.is_gpu());
+    let epoch = feed.epoch(0);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let sync = |device: &Device| device.sync().context("the device failed");
+
+    let mut scaler = LossScaler::new(config.precision);
+    let mut times = Vec::with_capacity(config.steps);
+    let mut peak_device_bytes = 0;
+    let mut final_loss = f64::NAN;
+    for step in 0..config.warmup + config.steps {
+        let mut t = StepTimes::default();
+        let start = Instant::now();
+        let batch = epoch
+            .batch(step % feed.batches_per_epoch())
+            .expect("index below batches_per_epoch");
+        sync(&device)?;
+        let after_data = Instant::now();
+        let logits = config.precision.forward(&model, batch.images);
+        let loss = loss_fn.forward(logits, batch.labels);
+        final_loss = loss.clone().into_scalar::<f64>();
+        let after_forward = Instant::now();
+        let grads = scaler.backward(loss, &model);
+        sync(&device)?;
+        let after_backward = Instant::now();
+        if let Some(grads) = grads {
+            model = optimizer.step(0.1, model, grads);
+        }
+        sync(&device)?;
+        let end = Instant::now();
+        t.data = (after_data - start).as_secs_f64();
+        t.forward = (after_forward - after_data).as_secs_f64();
+        t.backward = (after_backward - after_forward).as_secs_f64();
+        t.optimizer = (end - after_backward).as_secs_f64();
+        if let Some(usage) = device.memory_pool_usage() {
+            peak_device_bytes = peak_device_bytes.max(usage.bytes_reserved);
+        }
+        if step >= config.warmup {
+            times.push(t);
+        }
+    }
+    ensure!(
+        final_loss.is_finite(),
+        "{name}: the loss is {final_loss} after {} steps",
+        config.warmup + config.steps
+    );
+
+    let median = |f: fn(&StepTimes) -> f64| median(times.iter().map(f).collect());
+    let step_s = median(StepTimes::total);
+    let macs = model_config.complexity([32, 32]).macs;
+    let train_gflop_per_image = 6.0 * macs as f64 / 1e9;
+    let images_per_s = config.batch_size as f64 / step_s;
+    let peak_memory_mib = if config.backend.is_gpu() {
+        peak_device_bytes as f64 / (1 << 20) as f64
+    } else {
+        peak_resident_mib()
+    };
+    Ok(BenchRow {
+        implementation: format!("burn {} {}", burn_version(), config.backend),
+        model: name.to_string(),
+        batch_size: config.batch_size,
+        precision: config.precision.to_string(),
+        device: describe(&device),
+        threads: compute_threads(),
+        steps: config.steps,
+        images_per_s,
+        step_ms: 1e3 * step_s,
+        data_ms: 1e3 * median(|t| t.data),
+        forward_ms: 1e3 * median(|t| t.forward),
+        backward_ms: 1e3 * median(|t| t.backward),
+        optimizer_ms: 1e3 * median(|t| t.optimizer),
+        train_gflop_per_image,
+        gflops_per_s: train_gflop_per_image * images_per_s,
+        peak_memory_mib,
+        macs_per_image: macs,
+        final_loss,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The burn version this binary was built against (pinned in the workspace).
+fn burn_version() -> &'static str {
+    "0.22.1"
+}
+
+/// Threads of the CPU compute pool: flex runs on rayon's global pool.
+fn compute_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// The process's peak resident set (Linux `VmHWM`), MiB; NaN where the OS does not say.
+fn peak_resident_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// The table `train bench` prints.
+pub fn table(rows: &[BenchRow]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "implementation",
+        "model",
+        "batch",
+        "precision",
+        "threads",
+        "images/s",
+        "GFLOP/s",
+        "peak MiB",
+        "data ms",
+        "fwd ms",
+        "bwd ms",
+        "opt ms",
+        "loss",
+    ]);
+    for r in rows {
+        table.add_row([
+            r.implementation.clone(),
+            r.model.clone(),
+            r.batch_size.to_string(),
+            r.precision.clone(),
+            r.threads.to_string(),
+            format!("{:.1}", r.images_per_s),
+            format!("{:.1}", r.gflops_per_s),
+            format!("{:.0}", r.peak_memory_mib),
+            format!("{:.1}", r.data_ms),
+            format!("{:.1}", r.forward_ms),
+            format!("{:.1}", r.backward_ms),
+            format!("{:.1}", r.optimizer_ms),
+            format!("{:.3}", r.final_loss),
+        ]);
+    }
+    table
+}

@@ -1,0 +1,233 @@
+//! The GPU backends against the CPU backend: the same model gives the same numbers up to
+//! floating-point tolerance, a run writes the same folder, and batches built on the device are
+//! the host's to the bit.
+//!
+//! Compiled where the `wgpu` or `cuda` feature is. Without a GPU, wgpu runs on Mesa's software
+//! Vulkan device (`apt-get install mesa-vulkan-drivers`; set `CUBECL_AUTOTUNE_LEVEL=minimal`, or
+//! autotuning makes the first steps take minutes there). Where a backend's device cannot be
+//! opened its tests print why and pass, unless `KAIMING_REQUIRE_GPU` lists the backend (CI sets
+//! `KAIMING_REQUIRE_GPU=wgpu`, so the software device must work there).
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::{assert_success, cifar_dir, tiny_run_args};
+use kaiming_cifar::{CifarDataset, DeviceLoader, Loader, LoaderConfig, Normalization, Split};
+use kaiming_init::{InitPlan, Scheme};
+use kaiming_resnet::{ModelConfig, ModelName};
+use kaiming_train::backend::Backend;
+use kaiming_train::metrics::Metrics;
+use kaiming_train::summary::Summary;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The GPU backends compiled into this test binary whose device opens here.
+fn gpus() -> Vec<(Backend, Device)> {
+    let required = std::env::var("KAIMING_REQUIRE_GPU").unwrap_or_default();
+    [Backend::Wgpu, Backend::Cuda]
+        .into_iter()
+        .filter(|backend| backend.is_compiled())
+        .filter_map(|backend| match backend.device(None) {
+            Ok(device) => Some((backend, device)),
+            Err(error) if required.split(',').any(|b| b == backend.to_string()) => {
+                panic!("KAIMING_REQUIRE_GPU lists {backend}, but: {error:#}")
+            }
+            Err(error) => {
+                eprintln!("skipping the {backend} tests: {error:#}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Relative L2 distance of two equally long vectors.
+fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    (diff / norm.max(1e-30)).sqrt()
+}
+
+/// Every parameter gradient of a model, flattened, in visiting order.
+struct CollectGrads<'a> {
+    grads: &'a GradientsParams,
+    out: Vec<(String, Vec<f32>)>,
+}
+
+impl ModuleVisitor for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.get::<D>(param.id) {
+            let values = grad
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            self.out.push((format!("{}", param.id), values));
+        }
+    }
+}
+
+/// Logits, loss and every parameter gradient of ResNet-20 (He init, seed 0) on a fixed batch.
+fn forward_backward(device: &Device) -> (Vec<f32>, f32, Vec<(String, Vec<f32>)>) {
+    let device = device.clone().autodiff();
+    let (model, _) = ModelConfig::new(ModelName::CifarResNet(20))
+        .init_with(&device, &InitPlan::new(Scheme::he()), 0)
+        .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let n = 8;
+    let pixels: Vec<f32> = (0..n * 3 * 32 * 32)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
+    let labels: Vec<i32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    let images = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, 32, 32]), &device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &device);
+    let logits = model.forward(images);
+    let loss = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits.clone(), labels);
+    let loss_value = loss.clone().into_scalar::<f32>();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut collect = CollectGrads {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut collect);
+    let logits = logits
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    (logits, loss_value, collect.out)
+}
+
+#[test]
+fn forward_and_backward_match_the_cpu_backend() {
+    let (cpu_logits, cpu_loss, cpu_grads) = forward_backward(&Device::flex());
+    for (backend, device) in gpus() {
+        let (logits, loss, grads) = forward_backward(&device);
+        let error = relative_error(&logits, &cpu_logits);
+        assert!(error < 1e-3, "{backend}: logits differ by {error:.2e}");
+        assert!(
+            ((loss - cpu_loss) / cpu_loss).abs() < 1e-3,
+            "{backend}: loss {loss} against {cpu_loss}"
+        );
+        assert_eq!(grads.len(), cpu_grads.len(), "{backend}: gradient count");
+        for ((name, grad), (_, cpu_grad)) in grads.iter().zip(&cpu_grads) {
+            let error = relative_error(grad, cpu_grad);
+            assert!(
+                error < 1e-3,
+                "{backend}: gradient of {name} differs by {error:.2e}"
+            );
+        }
+        eprintln!(
+            "{backend}: logits, loss and {} gradients match flex within 1e-3",
+            grads.len()
+        );
+    }
+}
+
+#[test]
+fn device_batches_are_the_host_batches() {
+    let Some(dir) = cifar_dir("the device-augmentation test") else {
+        return;
+    };
+    let data = CifarDataset::load(&dir, Split::Train).unwrap().limit(200);
+    let normalization = Normalization::from_dataset(&data).unwrap();
+    let host = Loader::new(data, normalization, LoaderConfig::train(64, 9)).unwrap();
+    for (backend, device) in gpus() {
+        let resident = DeviceLoader::new(host.clone(), &device);
+        for epoch in 0..2 {
+            let (on_host, on_device) = (host.epoch(epoch), resident.epoch(epoch));
+            for index in 0..host.batches_per_epoch() {
+                let expected = on_host.batch(index).unwrap();
+                let batch = on_device.batch(index).unwrap();
+                let images = batch.images.into_data().try_to_vec::<f32>().unwrap();
+                let labels = batch.labels.into_data().convert::<i64>();
+                assert_eq!(labels.try_to_vec::<i64>().unwrap(), expected.labels);
+                assert!(
+                    images == expected.images,
+                    "{backend}: epoch {epoch} batch {index} differs from the host's"
+                );
+            }
+        }
+    }
+}
+
+/// The files of a run folder, relative to it.
+fn files(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap();
+                out.insert(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_gpu_run_writes_the_cpu_run_folder() {
+    let Some(data) = cifar_dir("the GPU training-run test") else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let gpus = gpus();
+    if gpus.is_empty() {
+        return;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    assert_success(&common::train(cwd.path(), &tiny_run_args(data, "cpu", "1")));
+    let cpu_dir = cwd.path().join("runs/cpu");
+    let cpu_metrics = Metrics::read(&cpu_dir.join("metrics.csv")).unwrap();
+    for (backend, _) in gpus {
+        let name = backend.to_string();
+        let mut args = tiny_run_args(data, &name, "1");
+        args.extend(["--backend", &name]);
+        assert_success(&common::train(cwd.path(), &args));
+        let dir = cwd.path().join("runs").join(&name);
+        assert_eq!(files(&dir), files(&cpu_dir), "{backend}: run folder");
+        let summary = Summary::read(&dir.join("summary.json")).unwrap();
+        assert_eq!(summary.backend, name);
+        assert!(!summary.device.contains("Flex"), "{}", summary.device);
+        let metrics = Metrics::read(&dir.join("metrics.csv")).unwrap();
+        assert_eq!(metrics.rows.len(), cpu_metrics.rows.len());
+        for (row, cpu) in metrics.rows.iter().zip(&cpu_metrics.rows) {
+            assert_eq!(
+                (row.step, row.epoch, &row.split),
+                (cpu.step, cpu.epoch, &cpu.split)
+            );
+            assert!(
+                row.loss.is_finite(),
+                "{backend}: step {} loss {}",
+                row.step,
+                row.loss
+            );
+        }
+        // The first two steps agree closely; after that SGD amplifies rounding differences
+        // (the forward and backward test above checks the arithmetic itself).
+        let (first, cpu_first) = (&metrics.rows[0], &cpu_metrics.rows[0]);
+        assert!(
+            (first.loss - cpu_first.loss).abs() < 0.01 * cpu_first.loss,
+            "{backend}: first loss {} against {}",
+            first.loss,
+            cpu_first.loss
+        );
+        eprintln!(
+            "{backend} run on {}: same folder and curve as flex",
+            summary.device
+        );
+    }
+}
