@@ -65,5 +65,5 @@ pub use locate::{
     DIR_ENV, LOCAL_DIR, Located, SearchPaths, Source, locate_data_dir, locate_or_download,
 };
 pub use normalize::Normalization;
-pub use resident::{DeviceEpoch, DeviceLoader};
+pub use resident::{DeviceEpoch, DeviceLoader, SHARD_IMAGES};
 pub use verify::{CIFAR10_SHA1, sha1_hex, verify};

@@ -9,7 +9,9 @@
 //!
 //! WGSL, wgpu's shading language, has no 8-bit type, so the bytes travel packed four to a
 //! 32-bit word and are unpacked on the device. Normalisation is the host path's lookup table,
-//! applied by a gather, so the two paths agree to the bit.
+//! applied by a gather, so the two paths agree to the bit. The images are held in shards of
+//! [`SHARD_IMAGES`] (50 MB): wgpu caps a buffer a kernel can bind at 128 MiB by default, and
+//! the 50,000 training images are 154 MB.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -20,13 +22,18 @@ use crate::dataset::{CHANNELS, IMAGE_BYTES, SIDE};
 /// 32-bit words per image.
 const IMAGE_WORDS: usize = IMAGE_BYTES / 4;
 
+/// Images per device buffer: 16,384 × 3,072 bytes = 50 MB, well below wgpu's binding limit.
+pub const SHARD_IMAGES: usize = 16_384;
+
 /// A [`Loader`] whose images live on a device; batches come out as tensors on that device.
 #[derive(Clone, Debug)]
 pub struct DeviceLoader {
     host: Loader,
     device: Device,
-    /// `[N, IMAGE_WORDS]`: each image's bytes, four per word, little-endian.
-    words: Tensor<2, Int>,
+    /// `[≤ shard_images, IMAGE_WORDS]` each: the images' bytes, four per word, little-endian.
+    shards: Vec<Tensor<2, Int>>,
+    /// Images per shard (all but the last are full).
+    shard_images: usize,
     /// `[N]` labels.
     labels: Tensor<1, Int>,
     /// `[CHANNELS · 256]`: the normalised value of every byte in every channel.
@@ -36,13 +43,26 @@ pub struct DeviceLoader {
 impl DeviceLoader {
     /// Uploads the images, labels and normalisation table of `host` to `device`.
     pub fn new(host: Loader, device: &Device) -> Self {
+        Self::with_shards(host, device, SHARD_IMAGES)
+    }
+
+    /// As [`new`](Self::new), holding at most `shard_images` images per device buffer.
+    pub fn with_shards(host: Loader, device: &Device, shard_images: usize) -> Self {
+        let shard_images = shard_images.max(1);
         let data = host.dataset();
         let n = data.len();
         // Bytes as i32 bit patterns: every backend has 32-bit integers, WGSL has nothing smaller.
-        let words: Vec<i32> = data
+        let shards = data
             .images()
-            .chunks_exact(4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .chunks(shard_images * IMAGE_BYTES)
+            .map(|bytes| {
+                let words: Vec<i32> = bytes
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                let rows = words.len() / IMAGE_WORDS;
+                Tensor::from_data(TensorData::new(words, [rows, IMAGE_WORDS]), device)
+            })
             .collect();
         let labels: Vec<i32> = data.labels().iter().map(|&l| i32::from(l)).collect();
         let table: Vec<f32> = host
@@ -53,7 +73,8 @@ impl DeviceLoader {
             .copied()
             .collect();
         DeviceLoader {
-            words: Tensor::from_data(TensorData::new(words, [n, IMAGE_WORDS]), device),
+            shards,
+            shard_images,
             labels: Tensor::from_data(TensorData::new(labels, [n]), device),
             table: Tensor::from_data(TensorData::new(table, [CHANNELS * 256]), device),
             device: device.clone(),
@@ -95,9 +116,7 @@ impl DeviceLoader {
         // Unpack: byte k of a word is (word >> 8k) & 0xff.
         let shape = [b, IMAGE_WORDS, 4];
         let words = self
-            .words
-            .clone()
-            .select(0, indices.clone())
+            .gather_words(&plan.indices)
             .reshape([b, IMAGE_WORDS, 1])
             .expand(shape);
         let shifts = int(vec![0, 8, 16, 24], 4).reshape([1, 1, 4]).expand(shape);
@@ -122,6 +141,39 @@ impl DeviceLoader {
             images,
             labels: self.labels.clone().select(0, indices),
         }
+    }
+}
+
+impl DeviceLoader {
+    /// The packed images `indices` (`[B, IMAGE_WORDS]`, in order), taken from their shards.
+    fn gather_words(&self, indices: &[u32]) -> Tensor<2, Int> {
+        let int = |values: Vec<i32>| {
+            let len = values.len();
+            Tensor::<1, Int>::from_data(TensorData::new(values, [len]), &self.device)
+        };
+        if let [shard] = self.shards.as_slice() {
+            return shard
+                .clone()
+                .select(0, int(indices.iter().map(|&i| i as i32).collect()));
+        }
+        // Per shard, the images it holds; then the inverse permutation restores the batch order.
+        let mut grouped = Vec::new();
+        let mut position = vec![0; indices.len()];
+        let mut next = 0;
+        for (s, shard) in self.shards.iter().enumerate() {
+            let mut local = Vec::new();
+            for (slot, &i) in indices.iter().enumerate() {
+                if i as usize / self.shard_images == s {
+                    local.push((i as usize % self.shard_images) as i32);
+                    position[slot] = next;
+                    next += 1;
+                }
+            }
+            if !local.is_empty() {
+                grouped.push(shard.clone().select(0, int(local)));
+            }
+        }
+        Tensor::cat(grouped, 0).select(0, int(position))
     }
 }
 

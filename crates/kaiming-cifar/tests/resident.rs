@@ -17,12 +17,12 @@ fn random_dataset() -> CifarDataset {
     CifarDataset::from_parts(images, labels, classes).unwrap()
 }
 
-fn assert_same_epochs(config: LoaderConfig, epochs: u64) {
+fn assert_same_epochs(config: LoaderConfig, epochs: u64, shard_images: usize) {
     let data = random_dataset();
     let normalization = Normalization::from_dataset(&data).unwrap();
     let host = Loader::new(data, normalization, config).unwrap();
     let device = Device::flex();
-    let resident = DeviceLoader::new(host.clone(), &device);
+    let resident = DeviceLoader::with_shards(host.clone(), &device, shard_images);
     assert_eq!(resident.batches_per_epoch(), host.batches_per_epoch());
     for epoch in 0..epochs {
         let on_host = host.epoch(epoch);
@@ -55,8 +55,9 @@ fn assert_same_epochs(config: LoaderConfig, epochs: u64) {
 
 #[test]
 fn augmented_batches_match_the_host_path() {
-    // Batch 64 over 300 images: a partial last batch too.
-    assert_same_epochs(LoaderConfig::train(64, 3), 2);
+    // Batch 64 over 300 images: a partial last batch too; one buffer, then five.
+    assert_same_epochs(LoaderConfig::train(64, 3), 2, 1000);
+    assert_same_epochs(LoaderConfig::train(64, 3), 2, 64);
 }
 
 #[test]
@@ -68,10 +69,10 @@ fn wide_padding_and_no_flip_match_the_host_path() {
         }),
         ..LoaderConfig::train(100, 11)
     };
-    assert_same_epochs(config, 1);
+    assert_same_epochs(config, 1, 128);
 }
 
 #[test]
 fn evaluation_batches_match_the_host_path() {
-    assert_same_epochs(LoaderConfig::eval(128), 1);
+    assert_same_epochs(LoaderConfig::eval(128), 1, 100);
 }
