@@ -13,7 +13,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::norm::{Norm, apply_norm, conv, norm_layer};
+use crate::norm::{Norm, apply_norm, conv, norm_layer, norm_relu};
 use crate::shortcut::{Shortcut, ShortcutKind};
 
 /// Which block a network is made of.
@@ -165,7 +165,7 @@ impl BasicBlock {
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(apply_norm(&self.bn1, self.conv1.forward(x.clone())));
+        let out = norm_relu(&self.bn1, self.conv1.forward(x.clone()));
         let out = apply_norm(&self.bn2, self.conv2.forward(out));
         close(out, &self.shortcut, x)
     }
@@ -213,8 +213,8 @@ impl Bottleneck {
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(apply_norm(&self.bn1, self.conv1.forward(x.clone())));
-        let out = relu(apply_norm(&self.bn2, self.conv2.forward(out)));
+        let out = norm_relu(&self.bn1, self.conv1.forward(x.clone()));
+        let out = norm_relu(&self.bn2, self.conv2.forward(out));
         let out = apply_norm(&self.bn3, self.conv3.forward(out));
         close(out, &self.shortcut, x)
     }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -90,10 +91,20 @@ pub(crate) fn norm_layer(channels: usize, norm: Norm, device: &Device) -> Option
     }
 }
 
-/// Applies an optional norm layer.
+/// Applies an optional norm layer: burn's `BatchNorm`, through the fused flex kernels where
+/// they apply (`kaiming_kernels::batch_norm`).
 pub(crate) fn apply_norm(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
     match bn {
-        Some(bn) => bn.forward(x),
+        Some(bn) => kaiming_kernels::batch_norm(bn, x),
         None => x,
+    }
+}
+
+/// `relu(apply_norm(bn, x))`, with the ReLU fused into the norm where its kernel is
+/// (`kaiming_kernels::batch_norm_relu`).
+pub(crate) fn norm_relu(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+    match bn {
+        Some(bn) => kaiming_kernels::batch_norm_relu(bn, x),
+        None => relu(x),
     }
 }

@@ -6,11 +6,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::ModelError;
-use crate::norm::{Norm, apply_norm, conv, norm_layer};
+use crate::norm::{Norm, conv, norm_layer, norm_relu};
 use crate::resnet::global_avg_pool;
 use crate::{Hook, Trace};
 
@@ -140,7 +139,7 @@ pub struct PlainLayer {
 impl PlainLayer {
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(apply_norm(&self.bn, self.conv.forward(x)))
+        norm_relu(&self.bn, self.conv.forward(x))
     }
 }
 

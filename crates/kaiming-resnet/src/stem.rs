@@ -7,12 +7,11 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::norm::{Norm, apply_norm, conv, norm_layer};
+use crate::norm::{Norm, conv, norm_layer, norm_relu};
 
 /// Which stem a ResNet starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,7 +93,7 @@ pub struct Stem {
 impl Stem {
     /// Runs the stem.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(apply_norm(&self.bn, self.conv.forward(x)));
+        let x = norm_relu(&self.bn, self.conv.forward(x));
         match &self.pool {
             Some(pool) => pool.forward(x),
             None => x,

@@ -14,6 +14,10 @@ use clap::Parser;
 use kaiming_train::bench;
 use kaiming_train::cli::BenchArgs;
 
+/// The allocator the `train` binary uses, so both measure the same thing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Training throughput per model (see `train bench --help`).
 #[derive(Debug, Parser)]
 #[command(name = "throughput")]

@@ -15,6 +15,12 @@ use kaiming_train::summary::Status;
 use kaiming_train::{bench, compare, inspect, probe, sweep};
 use tracing_subscriber::EnvFilter;
 
+/// glibc's allocator hands large buffers back to the OS on free, so every training step
+/// page-faults and zeroes its activations afresh; mimalloc keeps them for the next step
+/// (`benches/README.md` has the measured effect).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         // usvg warns once per text element when a system lacks fonts; the plot is still drawn.

@@ -1,0 +1,303 @@
+//! The fused batch norm as a burn backend extension: implemented on flex, differentiated by a
+//! hand-written backward step on `Autodiff`, and routed from `Dispatch` by the
+//! `#[backend_extension]` macro.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Shape, TensorData};
+use burn_flex::FlexTensor;
+
+use crate::kernels::{self, Affine, Layout};
+
+/// Batch norm in training mode, optionally followed by a ReLU, as one fused operation.
+///
+/// Only flex implements it (and `Autodiff` over flex); [`crate::batch_norm`] calls it only
+/// there, and burn's `BatchNorm::forward` everywhere else.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedBatchNormBackend: Backend {
+    /// Normalises `x` (`[batch, channels, ...]`) with its own per-channel statistics, applies
+    /// `gamma` and `beta`, then a ReLU if `relu`. Returns the output, the mean and the biased
+    /// variance: what burn's `batch_norm_train` returns.
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradients of [`fused_batch_norm_train`](Self::fused_batch_norm_train) with respect
+    /// to `x`, `gamma` and `beta`, given the gradient of its output and the statistics it
+    /// returned.
+    #[allow(clippy::too_many_arguments)] // the forward's inputs, statistics and settings
+    fn fused_batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl FusedBatchNormBackend for Flex {
+    fn fused_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if [&x, &gamma, &beta].iter().any(|t| t.dtype() != DType::F32) {
+            let result = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
+            let output = match relu {
+                true => Flex::relu(result.output),
+                false => result.output,
+            };
+            return (output, result.mean, result.variance);
+        }
+        let shape = x.shape();
+        let layout = Layout::of(&shape);
+        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+        let (gamma, beta) = (f32s(&gamma), f32s(&beta));
+
+        let (mean, variance) = kernels::statistics(f32s(&x), layout);
+        let inv_std = kernels::inverse_std(&variance, epsilon);
+        let output = Affine::new(gamma, beta, &mean, &inv_std, relu).apply(f32s(&x), layout);
+
+        let channels = Shape::new([layout.channels]);
+        (
+            tensor(output, shape),
+            tensor(mean, channels.clone()),
+            tensor(variance, channels),
+        )
+    }
+
+    fn fused_batch_norm_train_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+        output_grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let inputs = [&x, &gamma, &beta, &mean, &variance, &output_grad];
+        if inputs.iter().any(|t| t.dtype() != DType::F32) {
+            let output_grad = match relu {
+                true => {
+                    let output = <Flex as ModuleOps<Flex>>::batch_norm(
+                        x.clone(),
+                        gamma.clone(),
+                        beta,
+                        mean.clone(),
+                        variance.clone(),
+                        epsilon,
+                    );
+                    Flex::relu_backward(output, output_grad)
+                }
+                false => output_grad,
+            };
+            let result = <Flex as ModuleOps<Flex>>::batch_norm_train_backward(
+                x,
+                gamma,
+                mean,
+                variance,
+                epsilon,
+                output_grad,
+            );
+            return (result.x_grad, result.gamma_grad, result.beta_grad);
+        }
+        let shape = x.shape();
+        let layout = Layout::of(&shape);
+        let (x, grad) = (contiguous(x), contiguous(output_grad));
+        let [gamma, beta, mean, variance] = [gamma, beta, mean, variance].map(contiguous);
+        let (gamma, mean) = (f32s(&gamma), f32s(&mean));
+        let inv_std = kernels::inverse_std(f32s(&variance), epsilon);
+        let affine = Affine::new(gamma, f32s(&beta), mean, &inv_std, relu);
+
+        let grads = kernels::backward(
+            f32s(&x),
+            f32s(&grad),
+            layout,
+            &affine,
+            gamma,
+            mean,
+            &inv_std,
+        );
+        let channels = Shape::new([layout.channels]);
+        (
+            tensor(grads.x, shape),
+            tensor(grads.gamma, channels.clone()),
+            tensor(grads.beta, channels),
+        )
+    }
+}
+
+/// A contiguous tensor with the same values (no copy when it already is one).
+fn contiguous(tensor: FlexTensor) -> FlexTensor {
+    match tensor.is_contiguous() {
+        true => tensor,
+        false => tensor.to_contiguous(),
+    }
+}
+
+/// The values of a contiguous f32 tensor.
+fn f32s(tensor: &FlexTensor) -> &[f32] {
+    tensor
+        .as_slice()
+        .expect("a contiguous f32 tensor (checked by the caller)")
+}
+
+/// A flex tensor owning `values`.
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// What the backward step keeps from the forward: `x` and `gamma` as checkpointed nodes, and
+/// `beta` (to recompute the ReLU mask) and the batch statistics as tensors.
+#[derive(Debug, Clone)]
+struct State<B: Backend> {
+    x: NodeId,
+    gamma: NodeId,
+    beta: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    relu: bool,
+}
+
+/// The backward step: gradients for `x`, `gamma` and `beta` from the fused kernels.
+#[derive(Debug)]
+struct FusedBatchNormStep;
+
+impl<B: FusedBatchNormBackend> Backward<B, 3> for FusedBatchNormStep {
+    type State = State<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        let state = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(state.x);
+        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(state.gamma);
+
+        let (x_grad, gamma_grad, beta_grad) = B::fused_batch_norm_train_backward(
+            x,
+            gamma,
+            state.beta,
+            state.mean,
+            state.variance,
+            state.epsilon,
+            state.relu,
+            output_grad,
+        );
+        for (node, grad) in [
+            (node_x, x_grad),
+            (node_gamma, gamma_grad),
+            (node_beta, beta_grad),
+        ] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: FusedBatchNormBackend, C: CheckpointStrategy> FusedBatchNormBackend for Autodiff<B, C> {
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match FusedBatchNormStep
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_node = prep.checkpoint(&x);
+                let gamma_node = prep.checkpoint(&gamma);
+                let beta = beta.into_primitive();
+                let (output, mean, variance) = B::fused_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.clone(),
+                    epsilon,
+                    relu,
+                );
+                let state = State {
+                    x: x_node,
+                    gamma: gamma_node,
+                    beta,
+                    mean: mean.clone(),
+                    variance: variance.clone(),
+                    epsilon,
+                    relu,
+                };
+                let output = prep.finish(state, output);
+                (output, untracked(mean), untracked(variance))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, mean, variance) = B::fused_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                    relu,
+                );
+                (prep.finish(output), untracked(mean), untracked(variance))
+            }
+        }
+    }
+
+    /// Computed on the inner backend, without recording a graph: like burn's own batch norm,
+    /// the backward pass is not itself differentiable.
+    fn fused_batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x_grad, gamma_grad, beta_grad) = B::fused_batch_norm_train_backward(
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+            mean.into_primitive(),
+            variance.into_primitive(),
+            epsilon,
+            relu,
+            output_grad.into_primitive(),
+        );
+        (
+            untracked(x_grad),
+            untracked(gamma_grad),
+            untracked(beta_grad),
+        )
+    }
+}
+
+/// A tensor outside the autodiff graph (the batch statistics feed only the running averages).
+/// (The autodiff tensor type does not depend on the checkpointing strategy.)
+fn untracked<B: Backend>(primitive: FloatTensor<B>) -> FloatTensor<Autodiff<B>> {
+    FloatTensor::<Autodiff<B>>::new(primitive)
+}

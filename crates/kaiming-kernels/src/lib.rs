@@ -1,0 +1,82 @@
+//! Fused CPU kernels for burn's `flex` backend, where profiling showed burn's generic
+//! implementation spending most of a ResNet step outside the convolutions.
+//!
+//! Burn's batch norm in training mode is one autodiff operation, but on flex its forward and
+//! backward are composed of generic tensor operations: two full layout copies
+//! (`swap_dims` + `reshape`) for the per-channel statistics and about twenty passes over the
+//! activation with a fresh buffer each. [`batch_norm`] computes the same thing in two passes
+//! forward and two backward, through burn's backend-extension mechanism so autodiff, the
+//! `Dispatch` backend and every other backend keep working: anywhere the fused path does not
+//! apply (another backend, f16/bf16, inference, a frozen layer) it calls burn's own
+//! [`BatchNorm::forward`](burn::nn::BatchNorm::forward).
+
+mod extension;
+mod kernels;
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::nn::BatchNorm;
+use burn::tensor::activation::relu;
+use burn::tensor::{DType, Tensor};
+
+pub use extension::FusedBatchNormBackend;
+
+/// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32.
+///
+/// The output, the gradients and the running statistics it leaves in `bn` equal burn's up to
+/// floating-point rounding (see the tests for the bounds).
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    match fused_applies(bn, &x) {
+        true => fused(bn, x, false),
+        false => bn.forward(x),
+    }
+}
+
+/// `relu(bn.forward(x))`, as one fused operation where [`batch_norm`] would be fused: the
+/// ReLU costs no extra pass over the activation, forward or backward.
+pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    match fused_applies(bn, &x) {
+        true => fused(bn, x, true),
+        false => relu(bn.forward(x)),
+    }
+}
+
+/// The fused training-mode batch norm, with burn's update of the running statistics.
+fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
+    let device = x.device();
+    let (output, mean, variance) = Dispatch::fused_batch_norm_train(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        bn.epsilon,
+        relu,
+    );
+    let mean = Tensor::<1>::from_dispatch(mean);
+    let variance = Tensor::<1>::from_dispatch(variance);
+
+    // The running statistics move exactly as in burn's `BatchNorm::forward`.
+    let momentum = bn.momentum;
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean
+        .mul_scalar(1.0 - momentum)
+        .add(mean.detach().mul_scalar(momentum));
+    let running_var = running_var
+        .mul_scalar(1.0 - momentum)
+        .add(variance.detach().mul_scalar(momentum));
+    bn.running_mean.update(running_mean.detach());
+    bn.running_var.update(running_var.detach());
+
+    Tensor::from_dispatch(output)
+}
+
+/// Whether `bn.forward(x)` would take burn's training path on a flex device in f32: the only
+/// case the fused kernels implement.
+pub fn fused_applies<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
+    let device = x.device();
+    device.is_autodiff()
+        && bn.training.is_enabled()
+        && matches!(device.inner().as_dispatch(), DispatchDevice::Flex(_))
+        && x.dtype() == DType::F32
+        && bn.gamma.val().dtype() == DType::F32
+        && bn.beta.val().dtype() == DType::F32
+}
