@@ -68,8 +68,8 @@ fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f64 {
     let mut lanes = [0f32; LANES];
     for (a, b) in a_chunks.zip(b_chunks) {
         let (a, b): (&[f32; LANES], &[f32; LANES]) = (a.try_into().unwrap(), b.try_into().unwrap());
-        for lane in 0..LANES {
-            lanes[lane] += term(a[lane], b[lane]);
+        for ((acc, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
+            *acc += term(a, b);
         }
     }
     lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail)

@@ -10,7 +10,10 @@ use burn::tensor::Device;
 use kaiming_cifar::{Batch, CifarDataset, DeviceEpoch, DeviceLoader, Epoch, Loader};
 
 /// The batches of a split, built where the backend computes best.
+///
+/// A run holds one per split, so the variants' difference in size costs nothing worth a box.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Feed {
     /// Built on the CPU, then handed to the device.
     Host {

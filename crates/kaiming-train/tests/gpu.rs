@@ -74,8 +74,16 @@ impl ModuleVisitor for CollectGrads<'_> {
     }
 }
 
+/// What one forward and backward pass computed.
+struct Pass {
+    logits: Vec<f32>,
+    loss: f32,
+    /// Every parameter gradient, by parameter id.
+    grads: Vec<(String, Vec<f32>)>,
+}
+
 /// Logits, loss and every parameter gradient of ResNet-20 (He init, seed 0) on a fixed batch.
-fn forward_backward(device: &Device) -> (Vec<f32>, f32, Vec<(String, Vec<f32>)>) {
+fn forward_backward(device: &Device) -> Pass {
     let device = device.clone().autodiff();
     let (model, _) = ModelConfig::new(ModelName::CifarResNet(20))
         .init_with(&device, &InitPlan::new(Scheme::he()), 0)
@@ -104,14 +112,26 @@ fn forward_backward(device: &Device) -> (Vec<f32>, f32, Vec<(String, Vec<f32>)>)
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap();
-    (logits, loss_value, collect.out)
+    Pass {
+        logits,
+        loss: loss_value,
+        grads: collect.out,
+    }
 }
 
 #[test]
 fn forward_and_backward_match_the_cpu_backend() {
-    let (cpu_logits, cpu_loss, cpu_grads) = forward_backward(&Device::flex());
+    let Pass {
+        logits: cpu_logits,
+        loss: cpu_loss,
+        grads: cpu_grads,
+    } = forward_backward(&Device::flex());
     for (backend, device) in gpus() {
-        let (logits, loss, grads) = forward_backward(&device);
+        let Pass {
+            logits,
+            loss,
+            grads,
+        } = forward_backward(&device);
         let error = relative_error(&logits, &cpu_logits);
         assert!(error < 1e-3, "{backend}: logits differ by {error:.2e}");
         assert!(

@@ -71,7 +71,7 @@ fn half_precision_logits_track_f32() {
             .fold((0.0, 0.0), |(d, n), (a, b)| {
                 (d + (a - b).powi(2), n + b.powi(2))
             });
-        let error = (diff / norm as f32).sqrt();
+        let error = (diff / norm).sqrt();
         // bf16 keeps 8 significant bits, f16 11: errors of a few 1e-3 are rounding, not bugs.
         assert!(
             error > 0.0,
