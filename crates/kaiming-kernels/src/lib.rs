@@ -1,24 +1,30 @@
-//! Fused CPU kernels for burn's `flex` backend, where profiling showed burn's generic
-//! implementation spending most of a ResNet step outside the convolutions.
+//! CPU kernels for burn's `flex` backend, where profiling showed burn's generic
+//! implementations spending most of a ResNet step, registered through burn's backend
+//! extension so autodiff, the `Dispatch` backend and every other backend keep working. Anywhere
+//! a kernel does not apply (another backend, f16/bf16, inference, a frozen layer, a grouped
+//! convolution) these functions call burn's own module.
 //!
-//! Burn's batch norm in training mode is one autodiff operation, but on flex its forward and
-//! backward are composed of generic tensor operations: two full layout copies
-//! (`swap_dims` + `reshape`) for the per-channel statistics and about twenty passes over the
-//! activation with a fresh buffer each. [`batch_norm`] computes the same thing in two passes
-//! forward and two backward, through burn's backend-extension mechanism so autodiff, the
-//! `Dispatch` backend and every other backend keep working: anywhere the fused path does not
-//! apply (another backend, f16/bf16, inference, a frozen layer) it calls burn's own
-//! [`BatchNorm::forward`](burn::nn::BatchNorm::forward).
+//! - [`batch_norm`] and [`batch_norm_relu`]: training-mode batch norm (and the ReLU after
+//!   it). Burn runs it on flex as generic tensor operations: two full layout copies
+//!   (`swap_dims` + `reshape`) for the per-channel statistics and about twenty passes over the
+//!   activation, each into a fresh buffer. Here it takes two passes forward and two backward,
+//!   the ReLU included.
+//! - [`conv2d`]: a convolution whose weight gradient is one GEMM over the batch instead of
+//!   burn's convolution with batch and channels swapped (see the `conv` module).
 
-mod extension;
-mod kernels;
+mod batch_norm;
+mod conv;
+mod flex;
 
-use burn::backend::{Dispatch, DispatchDevice};
+use burn::backend::Dispatch;
 use burn::nn::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
 
-pub use extension::FusedBatchNormBackend;
+use flex::on_flex_autodiff;
+
+pub use batch_norm::FusedBatchNormBackend;
+pub use conv::{BatchedConvBackend, batched_options, conv2d};
 
 /// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32.
 ///
@@ -72,10 +78,8 @@ fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> 
 /// Whether `bn.forward(x)` would take burn's training path on a flex device in f32: the only
 /// case the fused kernels implement.
 pub fn fused_applies<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
-    let device = x.device();
-    device.is_autodiff()
+    on_flex_autodiff(&x.device())
         && bn.training.is_enabled()
-        && matches!(device.inner().as_dispatch(), DispatchDevice::Flex(_))
         && x.dtype() == DType::F32
         && bn.gamma.val().dtype() == DType::F32
         && bn.beta.val().dtype() == DType::F32

@@ -165,8 +165,8 @@ impl BasicBlock {
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = norm_relu(&self.bn1, self.conv1.forward(x.clone()));
-        let out = apply_norm(&self.bn2, self.conv2.forward(out));
+        let out = norm_relu(&self.bn1, kaiming_kernels::conv2d(&self.conv1, x.clone()));
+        let out = apply_norm(&self.bn2, kaiming_kernels::conv2d(&self.conv2, out));
         close(out, &self.shortcut, x)
     }
 }
@@ -213,9 +213,9 @@ impl Bottleneck {
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = norm_relu(&self.bn1, self.conv1.forward(x.clone()));
-        let out = norm_relu(&self.bn2, self.conv2.forward(out));
-        let out = apply_norm(&self.bn3, self.conv3.forward(out));
+        let out = norm_relu(&self.bn1, kaiming_kernels::conv2d(&self.conv1, x.clone()));
+        let out = norm_relu(&self.bn2, kaiming_kernels::conv2d(&self.conv2, out));
+        let out = apply_norm(&self.bn3, kaiming_kernels::conv2d(&self.conv3, out));
         close(out, &self.shortcut, x)
     }
 }

@@ -139,7 +139,7 @@ pub struct PlainLayer {
 impl PlainLayer {
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        norm_relu(&self.bn, self.conv.forward(x))
+        norm_relu(&self.bn, kaiming_kernels::conv2d(&self.conv, x))
     }
 }
 

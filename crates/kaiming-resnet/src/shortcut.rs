@@ -178,6 +178,6 @@ impl Projection {
 
     /// Projects `x` to the branch's shape.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        apply_norm(&self.bn, self.conv.forward(x))
+        apply_norm(&self.bn, kaiming_kernels::conv2d(&self.conv, x))
     }
 }

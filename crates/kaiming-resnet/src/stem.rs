@@ -93,7 +93,7 @@ pub struct Stem {
 impl Stem {
     /// Runs the stem.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = norm_relu(&self.bn, self.conv.forward(x));
+        let x = norm_relu(&self.bn, kaiming_kernels::conv2d(&self.conv, x));
         match &self.pool {
             Some(pool) => pool.forward(x),
             None => x,

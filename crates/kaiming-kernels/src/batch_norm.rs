@@ -10,10 +10,13 @@ use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Shape, TensorData};
+use burn::tensor::{DType, Shape};
 use burn_flex::FlexTensor;
 
-use crate::kernels::{self, Affine, Layout};
+use crate::flex::{contiguous, f32s, tensor, untracked};
+use kernels::{Affine, Layout};
+
+mod kernels;
 
 /// Batch norm in training mode, optionally followed by a ReLU, as one fused operation.
 ///
@@ -141,26 +144,6 @@ impl FusedBatchNormBackend for Flex {
             tensor(grads.beta, channels),
         )
     }
-}
-
-/// A contiguous tensor with the same values (no copy when it already is one).
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    match tensor.is_contiguous() {
-        true => tensor,
-        false => tensor.to_contiguous(),
-    }
-}
-
-/// The values of a contiguous f32 tensor.
-fn f32s(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice()
-        .expect("a contiguous f32 tensor (checked by the caller)")
-}
-
-/// A flex tensor owning `values`.
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// What the backward step keeps from the forward: `x` and `gamma` as checkpointed nodes, and
@@ -294,10 +277,4 @@ impl<B: FusedBatchNormBackend, C: CheckpointStrategy> FusedBatchNormBackend for 
             untracked(beta_grad),
         )
     }
-}
-
-/// A tensor outside the autodiff graph (the batch statistics feed only the running averages).
-/// (The autodiff tensor type does not depend on the checkpointing strategy.)
-fn untracked<B: Backend>(primitive: FloatTensor<B>) -> FloatTensor<Autodiff<B>> {
-    FloatTensor::<Autodiff<B>>::new(primitive)
 }
