@@ -1,11 +1,14 @@
 //! The fused batch norm against burn's `BatchNorm` on the same inputs and parameters: output,
 //! running statistics and the gradients of `x`, `gamma` and `beta`, on flex with autodiff.
 
+mod common;
+
 use burn::backend::Dispatch;
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use burn::tensor::{activation, module};
+use common::assert_close;
 use kaiming_kernels::{FusedBatchNormBackend, batch_norm, batch_norm_relu, fused_applies};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -46,27 +49,6 @@ fn layer(channels: usize, device: &Device) -> BatchNorm {
     ));
     bn.beta = Param::from_tensor(Tensor::from_data(TensorData::new(beta, [channels]), device));
     bn
-}
-
-/// Largest `|a − b| / max(1, |b|)`.
-fn max_relative_error(a: TensorData, b: TensorData) -> f32 {
-    let (a, b) = (
-        a.try_to_vec::<f32>().unwrap(),
-        b.try_to_vec::<f32>().unwrap(),
-    );
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(&b)
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-        .fold(0.0, f32::max)
-}
-
-fn assert_close(what: &str, ours: TensorData, burns: TensorData, tolerance: f32) {
-    let error = max_relative_error(ours, burns);
-    assert!(
-        error <= tolerance,
-        "{what}: relative error {error:e} > {tolerance:e}"
-    );
 }
 
 /// One parameter gradient per channel in f64, with the sum of the absolute values of its terms:

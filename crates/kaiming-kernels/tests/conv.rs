@@ -2,10 +2,13 @@
 //! output and the gradients of input, weight and bias, on flex with autodiff, over strides,
 //! paddings, dilations, kernel sizes and batches that take several im2col chunks.
 
+mod common;
+
 use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor, TensorData};
+use common::assert_close;
 use kaiming_kernels::{batched_options, conv2d};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,27 +19,6 @@ fn uniform(shape: [usize; 4], seed: u64) -> TensorData {
         .map(|_| rng.random_range(-1.0f32..1.0))
         .collect();
     TensorData::new(values, shape)
-}
-
-/// Largest `|a − b| / max(1, |b|)`.
-fn max_relative_error(a: TensorData, b: TensorData) -> f32 {
-    let (a, b) = (
-        a.try_to_vec::<f32>().unwrap(),
-        b.try_to_vec::<f32>().unwrap(),
-    );
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(&b)
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-        .fold(0.0, f32::max)
-}
-
-fn assert_close(what: &str, ours: TensorData, burns: TensorData, tolerance: f32) {
-    let error = max_relative_error(ours, burns);
-    assert!(
-        error <= tolerance,
-        "{what}: relative error {error:e} > {tolerance:e}"
-    );
 }
 
 /// A copy of `conv` with its own parameter tensors (so two graphs can run backward).

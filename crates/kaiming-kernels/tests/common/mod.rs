@@ -1,0 +1,25 @@
+//! Comparisons shared by the integration tests.
+
+use burn::tensor::TensorData;
+
+/// Largest `|a − b| / max(1, |b|)`.
+fn max_relative_error(a: TensorData, b: TensorData) -> f32 {
+    let (a, b) = (
+        a.try_to_vec::<f32>().unwrap(),
+        b.try_to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
+
+/// Asserts that `ours` is within `tolerance` of `burns` by [`max_relative_error`].
+pub fn assert_close(what: &str, ours: TensorData, burns: TensorData, tolerance: f32) {
+    let error = max_relative_error(ours, burns);
+    assert!(
+        error <= tolerance,
+        "{what}: relative error {error:e} > {tolerance:e}"
+    );
+}
