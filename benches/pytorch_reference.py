@@ -523,6 +523,8 @@ class Result:
     peak_memory_mib: float
     macs_per_image: int
     final_loss: float
+    eval_images_per_s: float
+    eval_ms: float
 
 
 class Step:
@@ -613,6 +615,7 @@ def benchmark(
         statistics.median(column) for column in zip(*phases)
     )
     images_per_s = args.batch_size / step_s
+    eval_s = evaluation_seconds(step, args)
     return Result(
         implementation=f"pytorch {torch.__version__.split('+')[0]} {device.type}",
         model=name,
@@ -632,7 +635,31 @@ def benchmark(
         peak_memory_mib=peak_memory_mib(device),
         macs_per_image=cost.macs,
         final_loss=losses[-1].item(),
+        eval_images_per_s=args.batch_size / eval_s,
+        eval_ms=1e3 * eval_s,
     )
+
+
+def evaluation_seconds(step: Step, args: argparse.Namespace) -> float:
+    """Median seconds of a forward pass in evaluation mode (no autograd, batch norm on its
+    running statistics) on the next batches, after as many warm-up passes as training had."""
+    model = step.model.eval()
+    times = []
+    with torch.inference_mode():
+        for index in range(args.warmup + args.steps):
+            images, _ = next(step.data)
+            images = torch.from_numpy(images).to(step.device)
+            start = step._clock()
+            with torch.autocast(
+                step.device.type,
+                dtype=step.autocast_dtype,
+                enabled=step.autocast_dtype is not None,
+            ):
+                model(images)
+            if index >= args.warmup:
+                times.append(step._clock() - start)
+    model.train()
+    return statistics.median(times)
 
 
 # --------------------------------------------------------------------------------------------

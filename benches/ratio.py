@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side table of `train bench` and `pytorch_reference.py` results.
 
-Reads the JSON lines both write (`--json`), takes the median images/s of each
+Reads the JSON lines both write (`--json`), takes the median training and
+evaluation images/s of each
 (implementation, model, batch, precision) over repeated rounds, and prints a
 Markdown table with the ratio of each of our rows to PyTorch's row for the same
 model, batch and precision.
@@ -35,6 +36,10 @@ def summarise(rows):
         summary[key] = {
             "images_per_s": statistics.median(r["images_per_s"] for r in members),
             "gflops_per_s": statistics.median(r["gflops_per_s"] for r in members),
+            # Rows written before evaluation was measured have no evaluation figure.
+            "eval_images_per_s": statistics.median(
+                r.get("eval_images_per_s", float("nan")) for r in members
+            ),
             "peak_memory_mib": max(r["peak_memory_mib"] for r in members),
             "rounds": len(members),
             "device": members[0]["device"],
@@ -52,19 +57,21 @@ def table(summary):
     }
     lines = [
         "| implementation | model | batch | precision | threads | images/s | GFLOP/s "
-        "| peak MiB | rounds | ours / PyTorch |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak MiB | rounds | ours / PyTorch | eval images/s | eval ours / PyTorch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(summary, key=lambda k: (k[1], k[2], k[3], k[0])):
         value = summary[key]
         torch = reference.get(key[1:])
-        ratio = "-"
+        ratio = eval_ratio = "-"
         if torch and not key[0].startswith("pytorch"):
             ratio = f"{value['images_per_s'] / torch['images_per_s']:.2f}"
+            eval_ratio = f"{value['eval_images_per_s'] / torch['eval_images_per_s']:.2f}"
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {value['threads']} "
             f"| {value['images_per_s']:.1f} | {value['gflops_per_s']:.1f} "
-            f"| {value['peak_memory_mib']:.0f} | {value['rounds']} | {ratio} |"
+            f"| {value['peak_memory_mib']:.0f} | {value['rounds']} | {ratio} "
+            f"| {value['eval_images_per_s']:.1f} | {eval_ratio} |"
         )
     return lines
 

@@ -1,11 +1,14 @@
-//! A 2-D convolution whose weight gradient is one GEMM over the batch.
+//! The convolution engine: every 2-D convolution of the ResNets and plain nets on flex in f32
+//! — forward, input gradient and weight gradient, training and evaluation — as GEMMs over
+//! chunks of the batch.
 //!
-//! Burn computes a convolution's weight gradient as another convolution, with batch and
-//! channels swapped: the output gradient plays the kernel, so a 3×3 layer's result has 9
-//! positions per channel pair, and flex runs one GEMM per input channel whose output is 9
-//! columns wide — the edge case of its micro-kernels (45 % of a ResNet-18 step on flex). Here
-//! it is `dW[C_out, C_in·kh·kw] = dY[C_out, N·H·W] · im2col(x)ᵀ`, as in PyTorch, with both
-//! output dimensions large. The forward pass and the input gradient stay burn's.
+//! Burn's flex backend runs one GEMM per image and 512-position tile (16 columns wide at
+//! ResNet-18's last stage), the input gradient as a transposed convolution with scalar inner
+//! loops, and the weight gradient as a convolution with batch and channels swapped (9-column
+//! GEMMs for a 3×3 kernel). Here each is one GEMM per chunk of images with about two thousand
+//! columns (`geometry`), im2col and col2im are copies of contiguous runs (`im2col`), working
+//! matrices are reused across calls (`crate::scratch`) and outputs are written without being
+//! cleared first (`crate::unfilled`).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -20,22 +23,27 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::flex::{contiguous, f32s, on_flex_autodiff, tensor, untracked};
-use weight_grad::Geometry;
+use crate::flex::{contiguous, f32s, tensor, untracked};
+use crate::routing::{cpu_suits_engine, kernels_enabled, on_flex};
+use geometry::Geometry;
 
+mod forward;
+mod geometry;
+mod im2col;
+mod input_grad;
+mod matmul;
 mod weight_grad;
 
-/// `conv.forward(x)`, with the weight gradient computed as one GEMM over the batch where that
-/// applies: training on flex, f32, one group, symmetric explicit padding (every convolution of
-/// the ResNets). Elsewhere it is `conv.forward(x)` itself.
+/// `conv.forward(x)`, computed by the engine where [`engine_options`] says it applies, and by
+/// `conv.forward` itself everywhere else. Outputs and gradients equal burn's up to
+/// floating-point rounding (the tests bound it at 1e-4 relative).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let Some(options) = batched_options(conv, &x) else {
+    let Some(options) = engine_options(conv, &x) else {
         return conv.forward(x);
     };
-    let weight = conv.weight.val();
-    let output = Tensor::<4>::from_dispatch(Dispatch::batched_conv2d(
+    let output = Tensor::<4>::from_dispatch(Dispatch::engine_conv2d(
         x.into_dispatch(),
-        weight.into_dispatch(),
+        conv.weight.val().into_dispatch(),
         options,
     ));
     match &conv.bias {
@@ -47,36 +55,53 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// The options [`conv2d`] runs `conv` on `x` with, where it takes the batched path; `None`
-/// where it defers to `conv.forward`.
-pub fn batched_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
+/// The options [`conv2d`] runs `conv` on `x` with where the engine applies; `None` where it
+/// defers to burn: another backend, f16/bf16, a grouped convolution, asymmetric or `Same`
+/// padding, a frozen weight while training, a CPU without AVX2, or the kernels switched off
+/// (`KAIMING_KERNELS=burn`, [`crate::with_burn_path`]).
+pub fn engine_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
     let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
         return None;
     };
+    let device = x.device();
+    let weight = conv.weight.val();
     let applies = top == bottom
         && left == right
         && conv.groups == 1
-        && on_flex_autodiff(&x.device())
+        && on_flex(&device)
         && x.dtype() == DType::F32
-        && conv.weight.val().dtype() == DType::F32;
+        && weight.dtype() == DType::F32
+        && (!device.is_autodiff() || weight.is_require_grad())
+        && kernels_enabled()
+        && cpu_suits_engine();
     applies.then(|| ConvOptions::new(conv.stride, [top, left], conv.dilation, 1))
 }
 
-/// A convolution (no bias, one group) whose weight gradient is one GEMM over the batch.
+/// The engine's convolution (no bias, one group, symmetric padding) and its two gradients.
 ///
-/// Only flex implements it (and `Autodiff` over flex); [`conv2d`] calls it only there.
+/// Only flex implements it (and `Autodiff` over flex); [`conv2d`] calls it only there. Inputs
+/// it does not cover (another dtype) go to burn's own flex operations.
 #[backend_extension(Flex, Autodiff)]
-pub trait BatchedConvBackend: Backend {
+pub trait ConvEngineBackend: Backend {
     /// Burn's `conv2d` of `x` with `weight`, without bias.
-    fn batched_conv2d(
+    fn engine_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self>;
 
-    /// The gradient of [`batched_conv2d`](Self::batched_conv2d) with respect to `weight`,
+    /// The gradient of [`engine_conv2d`](Self::engine_conv2d) with respect to `x` (whose
+    /// shape it takes from `x`), given the gradient of its output.
+    fn engine_conv2d_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+
+    /// The gradient of [`engine_conv2d`](Self::engine_conv2d) with respect to `weight`,
     /// given the gradient of its output.
-    fn batched_conv2d_weight_grad(
+    fn engine_conv2d_weight_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
@@ -84,21 +109,51 @@ pub trait BatchedConvBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-impl BatchedConvBackend for Flex {
-    fn batched_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options)
+/// Whether the engine covers these flex tensors (burn's operations take the rest).
+fn engine_covers(tensors: &[&FlexTensor], options: &ConvOptions<2>) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+        && options.groups == 1
+        && !options.is_asymmetric()
+}
+
+impl ConvEngineBackend for Flex {
+    fn engine_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        if !engine_covers(&[&x, &weight], &options) {
+            return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
+        }
+        let g = Geometry::new(&x.shape(), &weight.shape(), &options);
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        tensor(
+            forward::forward(f32s(&x), f32s(&weight), &g),
+            g.output_shape(),
+        )
     }
 
-    fn batched_conv2d_weight_grad(
+    fn engine_conv2d_input_grad(
         x: FlexTensor,
         weight: FlexTensor,
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let f32_inputs = [&x, &weight, &output_grad]
-            .iter()
-            .all(|t| t.dtype() == DType::F32);
-        if !f32_inputs || options.groups != 1 || options.is_asymmetric() {
+        if !engine_covers(&[&x, &weight, &output_grad], &options) {
+            return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, output_grad, options);
+        }
+        let g = Geometry::new(&x.shape(), &weight.shape(), &options);
+        assert_eq!(output_grad.shape(), g.output_shape(), "conv2d output gradient");
+        let (weight, output_grad) = (contiguous(weight), contiguous(output_grad));
+        tensor(
+            input_grad::input_grad(f32s(&weight), f32s(&output_grad), &g),
+            x.shape(),
+        )
+    }
+
+    fn engine_conv2d_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !engine_covers(&[&x, &weight, &output_grad], &options) {
             return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(
                 x,
                 weight,
@@ -106,10 +161,13 @@ impl BatchedConvBackend for Flex {
                 options,
             );
         }
-        let geometry = Geometry::new(&x.shape(), &weight.shape(), &output_grad.shape(), &options);
+        let g = Geometry::new(&x.shape(), &weight.shape(), &options);
+        assert_eq!(output_grad.shape(), g.output_shape(), "conv2d output gradient");
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
-        let values = weight_grad::compute(f32s(&x), f32s(&output_grad), &geometry);
-        tensor(values, weight.shape())
+        tensor(
+            weight_grad::weight_grad(f32s(&x), f32s(&output_grad), &g),
+            weight.shape(),
+        )
     }
 }
 
@@ -121,11 +179,12 @@ struct State {
     options: ConvOptions<2>,
 }
 
-/// The backward step: burn's input gradient, the batched weight gradient.
+/// The backward step: the engine's input and weight gradients, each only where needed (the
+/// first layer's input needs none).
 #[derive(Debug)]
-struct BatchedConvStep;
+struct EngineConvStep;
 
-impl<B: BatchedConvBackend> Backward<B, 2> for BatchedConvStep {
+impl<B: ConvEngineBackend> Backward<B, 2> for EngineConvStep {
     type State = State;
 
     fn backward(
@@ -141,7 +200,7 @@ impl<B: BatchedConvBackend> Backward<B, 2> for BatchedConvStep {
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
 
         if let Some(node) = node_x {
-            let x_grad = B::conv2d_x_backward(
+            let x_grad = B::engine_conv2d_input_grad(
                 x.clone(),
                 weight.clone(),
                 output_grad.clone(),
@@ -150,19 +209,19 @@ impl<B: BatchedConvBackend> Backward<B, 2> for BatchedConvStep {
             grads.register::<B>(node.id, x_grad);
         }
         if let Some(node) = node_weight {
-            let weight_grad = B::batched_conv2d_weight_grad(x, weight, output_grad, options);
+            let weight_grad = B::engine_conv2d_weight_grad(x, weight, output_grad, options);
             grads.register::<B>(node.id, weight_grad);
         }
     }
 }
 
-impl<B: BatchedConvBackend, C: CheckpointStrategy> BatchedConvBackend for Autodiff<B, C> {
-    fn batched_conv2d(
+impl<B: ConvEngineBackend, C: CheckpointStrategy> ConvEngineBackend for Autodiff<B, C> {
+    fn engine_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match BatchedConvStep
+        match EngineConvStep
             .prepare::<C>([x.node(), weight.node()])
             .compute_bound()
             .stateful()
@@ -173,11 +232,10 @@ impl<B: BatchedConvBackend, C: CheckpointStrategy> BatchedConvBackend for Autodi
                     weight: prep.checkpoint(&weight),
                     options: options.clone(),
                 };
-                let output =
-                    B::batched_conv2d(x.into_primitive(), weight.into_primitive(), options);
+                let output = B::engine_conv2d(x.into_primitive(), weight.into_primitive(), options);
                 prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::batched_conv2d(
+            OpsKind::UnTracked(prep) => prep.finish(B::engine_conv2d(
                 x.into_primitive(),
                 weight.into_primitive(),
                 options,
@@ -186,13 +244,28 @@ impl<B: BatchedConvBackend, C: CheckpointStrategy> BatchedConvBackend for Autodi
     }
 
     /// Computed on the inner backend without recording a graph (not itself differentiable).
-    fn batched_conv2d_weight_grad(
+    fn engine_conv2d_input_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        untracked(B::batched_conv2d_weight_grad(
+        untracked(B::engine_conv2d_input_grad(
+            x.into_primitive(),
+            weight.into_primitive(),
+            output_grad.into_primitive(),
+            options,
+        ))
+    }
+
+    /// Computed on the inner backend without recording a graph (not itself differentiable).
+    fn engine_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        untracked(B::engine_conv2d_weight_grad(
             x.into_primitive(),
             weight.into_primitive(),
             output_grad.into_primitive(),

@@ -2,8 +2,8 @@
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DispatchDevice};
-use burn::tensor::{Device, Shape, TensorData};
+use burn::backend::Backend;
+use burn::tensor::{Shape, TensorData};
 use burn_flex::FlexTensor;
 
 /// A contiguous tensor with the same values (no copy when it already is one).
@@ -30,13 +30,4 @@ pub(crate) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
 /// strategy).
 pub(crate) fn untracked<B: Backend>(primitive: FloatTensor<B>) -> FloatTensor<Autodiff<B>> {
     FloatTensor::<Autodiff<B>>::new(primitive)
-}
-
-/// Whether `device` is flex with autodiff: where these kernels replace burn's.
-pub(crate) fn on_flex_autodiff(device: &Device) -> bool {
-    device.is_autodiff()
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::Flex(_)
-        )
 }

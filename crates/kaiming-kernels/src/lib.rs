@@ -9,22 +9,33 @@
 //!   (`swap_dims` + `reshape`) for the per-channel statistics and about twenty passes over the
 //!   activation, each into a fresh buffer. Here it takes two passes forward and two backward,
 //!   the ReLU included.
-//! - [`conv2d`]: a convolution whose weight gradient is one GEMM over the batch instead of
-//!   burn's convolution with batch and channels swapped (see the `conv` module).
+//! - [`conv2d`]: the convolution engine — forward, input gradient and weight gradient, in
+//!   training and in evaluation — as GEMMs over chunks of the batch, with working buffers
+//!   reused across calls (see the `conv` module).
+//! - [`add_relu`]: the closing `relu(branch + shortcut)` of a residual block in one pass each
+//!   way.
+//!
+//! [`with_burn_path`] and `KAIMING_KERNELS=burn` send everything back to burn, for comparisons.
 
 mod batch_norm;
 mod conv;
 mod flex;
+mod residual;
+mod routing;
+mod scratch;
+mod unfilled;
 
 use burn::backend::Dispatch;
 use burn::nn::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
 
-use flex::on_flex_autodiff;
+use routing::{kernels_enabled, on_flex_autodiff};
 
 pub use batch_norm::FusedBatchNormBackend;
-pub use conv::{BatchedConvBackend, batched_options, conv2d};
+pub use conv::{ConvEngineBackend, conv2d, engine_options};
+pub use residual::{FusedAddReluBackend, add_relu};
+pub use routing::{KERNELS_VARIABLE, with_burn_path};
 
 /// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32.
 ///
@@ -75,10 +86,11 @@ fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> 
     Tensor::from_dispatch(output)
 }
 
-/// Whether `bn.forward(x)` would take burn's training path on a flex device in f32: the only
-/// case the fused kernels implement.
+/// Whether `bn.forward(x)` would take burn's training path on a flex device in f32 (the only
+/// case the fused kernels implement), with the kernels not switched off.
 pub fn fused_applies<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
-    on_flex_autodiff(&x.device())
+    kernels_enabled()
+        && on_flex_autodiff(&x.device())
         && bn.training.is_enabled()
         && x.dtype() == DType::F32
         && bn.gamma.val().dtype() == DType::F32

@@ -1,15 +1,17 @@
-//! The batched-weight-gradient convolution against burn's `Conv2d` with the same weights:
-//! output and the gradients of input, weight and bias, on flex with autodiff, over strides,
-//! paddings, dilations, kernel sizes and batches that take several im2col chunks.
+//! The convolution engine against burn's `Conv2d` with the same weights: output and the
+//! gradients of input, weight and bias, on flex with autodiff and without, over every
+//! convolution shape of the model zoo and awkward ones (batch 1 and 3, channel counts that are
+//! not multiples of a vector, odd sizes, stride 2 on odd sizes, the 7×7/2 stem, several chunks
+//! of the batch). Tolerance: 1e-4 of `max(1, |burn's value|)`.
 
 mod common;
 
 use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::assert_close;
-use kaiming_kernels::{batched_options, conv2d};
+use kaiming_kernels::{conv2d, engine_options, with_burn_path};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -32,42 +34,61 @@ fn twin(conv: &Conv2d, device: &Device) -> Conv2d {
     copy
 }
 
-/// Compares `conv2d(conv, x)` with `conv.forward(x)` on `x` of `shape`, forward and backward.
+/// What one pass gives: the output and the gradients of input, weight and bias.
+struct Pass {
+    output: TensorData,
+    input: TensorData,
+    weight: TensorData,
+    bias: Option<TensorData>,
+}
+
+/// `conv` applied by `apply` to `x` of `shape`, then backward from a fixed random weighting of
+/// the output.
+fn pass(conv: &Conv2d, shape: [usize; 4], apply: impl Fn(&Conv2d, Tensor<4>) -> Tensor<4>) -> Pass {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::from_data(uniform(shape, 1), &device).require_grad();
+    let output = apply(conv, x.clone());
+    let weighting = Tensor::<4>::from_data(uniform(output.dims(), 2), &device);
+    let grads = (output.clone() * weighting).sum().backward();
+    Pass {
+        output: output.to_data(),
+        input: x.grad(&grads).unwrap().to_data(),
+        weight: conv.weight.val().grad(&grads).unwrap().to_data(),
+        bias: conv
+            .bias
+            .as_ref()
+            .map(|bias| bias.val().grad(&grads).unwrap().to_data()),
+    }
+}
+
+/// Compares the engine with burn on `x` of `shape`, training and evaluation.
 fn check(config: Conv2dConfig, shape: [usize; 4]) {
     let device = Device::flex().autodiff();
     let ours = config.init(&device);
     let burns = twin(&ours, &device);
-    let x = || Tensor::<4>::from_data(uniform(shape, 1), &device).require_grad();
-    let (x_ours, x_burns) = (x(), x());
-    assert!(batched_options(&ours, &x_ours).is_some());
+    let x = Tensor::<4>::from_data(uniform(shape, 1), &device);
+    assert!(engine_options(&ours, &x).is_some(), "{shape:?} takes the engine");
 
-    let out_ours = conv2d(&ours, x_ours.clone());
-    let out_burns = burns.forward(x_burns.clone());
-    assert_close("output", out_ours.to_data(), out_burns.to_data(), 1e-5);
-
-    let weights = Tensor::<4>::from_data(uniform(out_burns.dims(), 2), &device);
-    let grads_ours = (out_ours * weights.clone()).sum().backward();
-    let grads_burns = (out_burns * weights).sum().backward();
-    assert_close(
-        "input gradient",
-        x_ours.grad(&grads_ours).unwrap().to_data(),
-        x_burns.grad(&grads_burns).unwrap().to_data(),
-        1e-4,
-    );
-    assert_close(
-        "weight gradient",
-        ours.weight.val().grad(&grads_ours).unwrap().to_data(),
-        burns.weight.val().grad(&grads_burns).unwrap().to_data(),
-        1e-4,
-    );
-    if let (Some(ours), Some(burns)) = (&ours.bias, &burns.bias) {
-        assert_close(
-            "bias gradient",
-            ours.val().grad(&grads_ours).unwrap().to_data(),
-            burns.val().grad(&grads_burns).unwrap().to_data(),
-            1e-4,
-        );
+    let what = format!("{config:?} on {shape:?}");
+    let (a, b) = (pass(&ours, shape, conv2d), pass(&burns, shape, |c, x| c.forward(x)));
+    assert_close(&format!("{what}: output"), a.output, b.output, 1e-4);
+    assert_close(&format!("{what}: input gradient"), a.input, b.input, 1e-4);
+    assert_close(&format!("{what}: weight gradient"), a.weight, b.weight, 1e-4);
+    if let (Some(a), Some(b)) = (a.bias, b.bias) {
+        assert_close(&format!("{what}: bias gradient"), a, b, 1e-4);
     }
+
+    // Evaluation: the same layer on flex without autodiff.
+    let inference = Device::flex();
+    let layer = twin(&ours, &inference);
+    let x = Tensor::<4>::from_data(uniform(shape, 1), &inference);
+    assert!(engine_options(&layer, &x).is_some());
+    assert_close(
+        &format!("{what}: evaluation output"),
+        conv2d(&layer, x.clone()).to_data(),
+        layer.forward(x).to_data(),
+        1e-4,
+    );
 }
 
 fn config(channels: [usize; 2], kernel: usize, stride: usize, padding: usize) -> Conv2dConfig {
@@ -80,16 +101,53 @@ fn config(channels: [usize; 2], kernel: usize, stride: usize, padding: usize) ->
 }
 
 #[test]
-fn matches_burn_for_resnet_convolutions() {
-    // 3×3 stride 1 and 2, and the 1×1 stride-2 projection shortcut.
-    check(config([3, 5], 3, 1, 1), [4, 3, 9, 7]);
-    check(config([4, 6], 3, 2, 1), [3, 4, 8, 8]);
-    check(config([6, 4], 1, 2, 0), [2, 6, 5, 5]);
+fn matches_burn_on_the_cifar_resnets() {
+    // ResNet-20/56/110: the 3-channel stem, then 16, 32 and 64 channels at 32, 16 and 8; the
+    // stride-2 entries of stages 2 and 3, and option B's 1×1 stride-2 projections.
+    check(config([3, 16], 3, 1, 1), [3, 3, 32, 32]);
+    check(config([16, 16], 3, 1, 1), [3, 16, 32, 32]);
+    check(config([16, 32], 3, 2, 1), [3, 16, 32, 32]);
+    check(config([32, 32], 3, 1, 1), [3, 32, 16, 16]);
+    check(config([32, 64], 3, 2, 1), [3, 32, 16, 16]);
+    check(config([64, 64], 3, 1, 1), [3, 64, 8, 8]);
+    check(config([16, 32], 1, 2, 0), [3, 16, 32, 32]);
+    check(config([32, 64], 1, 2, 0), [3, 32, 16, 16]);
 }
 
 #[test]
-fn matches_burn_with_bias_dilation_and_no_padding() {
-    check(config([3, 4], 3, 1, 0).with_bias(true), [2, 3, 7, 7]);
+fn matches_burn_on_resnet18_with_the_cifar_stem() {
+    check(config([3, 64], 3, 1, 1), [2, 3, 32, 32]);
+    check(config([64, 64], 3, 1, 1), [2, 64, 32, 32]);
+    check(config([64, 128], 3, 2, 1), [2, 64, 32, 32]);
+    check(config([64, 128], 1, 2, 0), [2, 64, 32, 32]);
+    check(config([128, 128], 3, 1, 1), [2, 128, 16, 16]);
+    check(config([256, 256], 3, 1, 1), [2, 256, 8, 8]);
+    check(config([256, 512], 3, 2, 1), [2, 256, 8, 8]);
+    check(config([512, 512], 3, 1, 1), [2, 512, 4, 4]);
+}
+
+#[test]
+fn matches_burn_on_bottlenecks_and_the_imagenet_stem() {
+    // ResNet-50's 1×1 reductions and expansions, its stride-2 3×3 and projection, and the
+    // 7×7 stride-2 stem with padding 3 on an odd size.
+    check(config([64, 64], 1, 1, 0), [2, 64, 16, 16]);
+    check(config([64, 256], 1, 1, 0), [2, 64, 16, 16]);
+    check(config([256, 64], 1, 1, 0), [2, 256, 16, 16]);
+    check(config([128, 128], 3, 2, 1), [2, 128, 16, 16]);
+    check(config([256, 512], 1, 2, 0), [2, 256, 8, 8]);
+    check(config([3, 64], 7, 2, 3), [2, 3, 29, 29]);
+}
+
+#[test]
+fn matches_burn_on_awkward_shapes() {
+    // Batch 1 (the GEMM then spreads over threads), channel counts off the vector width, odd
+    // and non-square sizes, stride 2 on odd sizes.
+    check(config([5, 17], 3, 1, 1), [1, 5, 9, 7]);
+    check(config([17, 33], 3, 2, 1), [3, 17, 9, 9]);
+    check(config([33, 7], 1, 2, 0), [3, 33, 7, 7]);
+    check(config([7, 9], 1, 1, 0), [1, 7, 5, 3]);
+    check(config([3, 5], 7, 2, 3), [1, 3, 15, 15]);
+    check(config([6, 4], 3, 1, 0).with_bias(true), [3, 6, 7, 7]);
     check(config([2, 3], 3, 1, 2).with_dilation([2, 2]), [2, 2, 9, 9]);
     check(
         Conv2dConfig::new([3, 4], [3, 1])
@@ -97,29 +155,61 @@ fn matches_burn_with_bias_dilation_and_no_padding() {
             .with_padding(PaddingConfig2d::Explicit(1, 0, 1, 0)),
         [2, 3, 7, 5],
     );
+    // A kernel larger than the padded input in one direction: no output rows.
+    check(config([2, 2], 5, 1, 0), [2, 2, 3, 6]);
 }
 
 #[test]
-fn matches_burn_over_several_im2col_chunks() {
-    // 64 channels at 32×32: about 7 images per chunk, so a batch of 16 takes three.
-    check(config([64, 8], 3, 1, 1), [16, 64, 32, 32]);
+fn matches_burn_over_several_chunks_of_the_batch() {
+    // 8×8 outputs: 32 images make a chunk of 2048 columns, capped at a fair share per thread,
+    // so a batch of 40 takes at least two chunks, the last one short.
+    check(config([8, 8], 3, 1, 1), [40, 8, 8, 8]);
+    // 64 channels at 32×32: one image per chunk.
+    check(config([64, 8], 3, 1, 1), [5, 64, 32, 32]);
 }
 
 #[test]
+fn is_deterministic() {
+    let device = Device::flex().autodiff();
+    let conv = config([16, 32], 3, 2, 1).init(&device);
+    let shape = [33, 16, 15, 15];
+    let (a, b) = (pass(&conv, shape, conv2d), pass(&conv, shape, conv2d));
+    a.output.assert_eq(&b.output, true);
+    a.input.assert_eq(&b.input, true);
+    a.weight.assert_eq(&b.weight, true);
+}
+
+#[test]
+#[allow(deprecated)] // `Device::ndarray`: the other CPU backend
 fn leaves_other_convolutions_to_burn() {
     let x = |device: &Device| Tensor::<4>::from_data(uniform([2, 4, 6, 6], 3), device);
-    // Grouped, on the training device.
     let train = Device::flex().autodiff();
-    let grouped = config([4, 4], 3, 1, 1).with_groups(2).init(&train);
-    assert!(batched_options(&grouped, &x(&train)).is_none());
-    conv2d(&grouped, x(&train))
-        .to_data()
-        .assert_eq(&grouped.forward(x(&train)).to_data(), true);
-    // Inference.
-    let inference = Device::flex();
-    let conv = config([4, 4], 3, 1, 1).init(&inference);
-    assert!(batched_options(&conv, &x(&inference)).is_none());
-    conv2d(&conv, x(&inference))
-        .to_data()
-        .assert_eq(&conv.forward(x(&inference)).to_data(), true);
+    let same = |conv: &Conv2d, device: &Device| {
+        assert!(engine_options(conv, &x(device)).is_none());
+        conv2d(conv, x(device))
+            .to_data()
+            .assert_eq(&conv.forward(x(device)).to_data(), true);
+    };
+    // Grouped.
+    same(&config([4, 4], 3, 1, 1).with_groups(2).init(&train), &train);
+    // Asymmetric padding.
+    let asymmetric = Conv2dConfig::new([4, 4], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 0, 0))
+        .init(&train);
+    same(&asymmetric, &train);
+    // A frozen layer while training.
+    let frozen = config([4, 4], 3, 1, 1).init(&train).no_grad();
+    same(&frozen, &train);
+    // Another backend.
+    let ndarray = Device::ndarray().autodiff();
+    same(&config([4, 4], 3, 1, 1).init(&ndarray), &ndarray);
+    // Half precision.
+    let half = config([4, 4], 3, 1, 1).init(&train);
+    let half_x = x(&train).cast(DType::F16);
+    assert!(engine_options(&half, &half_x).is_none());
+    // Switched off on this thread.
+    let conv = config([4, 4], 3, 1, 1).init(&train);
+    assert!(engine_options(&conv, &x(&train)).is_some());
+    with_burn_path(|| same(&conv, &train));
+    assert!(engine_options(&conv, &x(&train)).is_some());
 }

@@ -131,7 +131,7 @@ impl Block {
 /// Adds the shortcut (if any) to the residual branch and applies the closing relu.
 fn close(branch: Tensor<4>, shortcut: &Option<Shortcut>, x: Tensor<4>) -> Tensor<4> {
     match shortcut {
-        Some(shortcut) => relu(branch + shortcut.forward(x)),
+        Some(shortcut) => kaiming_kernels::add_relu(branch, shortcut.forward(x)),
         None => relu(branch),
     }
 }

@@ -4,13 +4,16 @@
 //! measurement), forward with the loss, backward, and the SGD step — with the device synchronised
 //! between them, so the split is honest on asynchronous GPUs too. Throughput is the batch size
 //! over the median step time after warm-up; achieved FLOP/s counts forward plus backward as three
-//! forward passes (2 FLOP per multiply-add of the model crate's count). The same fields come out
-//! of `benches/pytorch_reference.py`, so the two can be put side by side.
+//! forward passes (2 FLOP per multiply-add of the model crate's count). Evaluation throughput is
+//! measured after the training steps: the same batches through the model in evaluation mode
+//! (no autodiff, batch norm on its running statistics). The same fields come out of
+//! `benches/pytorch_reference.py`, so the two can be put side by side.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -87,6 +90,10 @@ pub struct BenchRow {
     pub macs_per_image: u64,
     /// Loss of the last step, to show the model trains.
     pub final_loss: f64,
+    /// Evaluation images/s: batch size over the median forward time in evaluation mode.
+    pub eval_images_per_s: f64,
+    /// Median evaluation forward time, ms.
+    pub eval_ms: f64,
 }
 
 /// `train bench` and `cargo bench --bench throughput`: sizes the thread pool, measures, prints
@@ -217,6 +224,26 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
         config.warmup + config.steps
     );
 
+    // Evaluation: the trained model without autodiff, on the same batches.
+    let eval_device = device.clone().inner();
+    let eval_model = model.valid();
+    let mut eval_times = Vec::with_capacity(config.steps);
+    for step in 0..config.warmup + config.steps {
+        let batch = epoch
+            .batch(step % feed.batches_per_epoch())
+            .expect("index below batches_per_epoch");
+        let images = batch.images.inner();
+        sync(&eval_device)?;
+        let start = Instant::now();
+        let logits = config.precision.forward(&eval_model, images);
+        sync(&eval_device)?;
+        drop(logits);
+        if step >= config.warmup {
+            eval_times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let eval_s = median(eval_times);
+
     let median = |f: fn(&StepTimes) -> f64| median(times.iter().map(f).collect());
     let step_s = median(StepTimes::total);
     let macs = model_config.complexity([32, 32]).macs;
@@ -246,6 +273,8 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
         peak_memory_mib,
         macs_per_image: macs,
         final_loss,
+        eval_images_per_s: config.batch_size as f64 / eval_s,
+        eval_ms: 1e3 * eval_s,
     })
 }
 
@@ -305,6 +334,7 @@ pub fn table(rows: &[BenchRow]) -> Table {
         "bwd ms",
         "opt ms",
         "loss",
+        "eval images/s",
     ]);
     for r in rows {
         table.add_row([
@@ -321,6 +351,7 @@ pub fn table(rows: &[BenchRow]) -> Table {
             format!("{:.1}", r.backward_ms),
             format!("{:.1}", r.optimizer_ms),
             format!("{:.3}", r.final_loss),
+            format!("{:.1}", r.eval_images_per_s),
         ]);
     }
     table

@@ -1,0 +1,67 @@
+//! `y = conv(x, w)` as one GEMM per chunk of images: `Y[C_out, count·OH·OW] = W[C_out, J] ·
+//! columns[J, count·OH·OW]`.
+
+use rayon::prelude::*;
+
+use super::geometry::Geometry;
+use super::im2col::im2col;
+use super::matmul::{Threads, View, matmul, matmul_into};
+use crate::scratch::{Scratch, prefix, with_scratch};
+use crate::unfilled;
+
+/// The output `[N, C_out, OH, OW]`, flattened, of `x` (`[N, C_in, H, W]`) and `weight`
+/// (`[C_out, C_in, KH, KW]`), both contiguous.
+pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let positions = g.out_positions();
+    let per_image = g.channels_out * positions;
+    if g.is_empty() {
+        return vec![0.0; g.batch * per_image];
+    }
+    let mut output = unfilled::buffer(g.batch * per_image);
+    let threads = rayon::current_num_threads();
+    let size = g.images_per_chunk(threads);
+    let gemm_threads = match g.batch.div_ceil(size) < threads {
+        true => Threads::All,
+        false => Threads::Caller,
+    };
+    let weights = g.weights_per_output();
+    let w = View::rows(weight, g.channels_out, weights, weights);
+    let image_len = g.channels_in * g.in_positions();
+
+    output
+        .par_chunks_mut(size * per_image)
+        .enumerate()
+        .for_each(|(index, output)| {
+            let first = index * size;
+            let count = output.len() / per_image;
+            let k = count * positions;
+            with_scratch(|scratch| {
+                let Scratch {
+                    columns, product, ..
+                } = scratch;
+                let rhs = match g.is_pointwise() && count == 1 {
+                    true => View::rows(&x[first * image_len..][..image_len], weights, k, k),
+                    false => {
+                        let columns = prefix(columns, weights * k);
+                        im2col(x, g, first..first + count, columns);
+                        View::rows(columns, weights, k, k)
+                    }
+                };
+                if count == 1 {
+                    matmul_into(output, positions, w, rhs, gemm_threads);
+                    return;
+                }
+                // The product is [C_out, images·positions]; the output wants each image's
+                // channels together.
+                let product = prefix(product, g.channels_out * k);
+                matmul(product, k, w, rhs, false, gemm_threads);
+                for (image, output) in output.chunks_exact_mut(per_image).enumerate() {
+                    for (o, output) in output.chunks_exact_mut(positions).enumerate() {
+                        unfilled::write(output, &product[o * k + image * positions..][..positions]);
+                    }
+                }
+            })
+        });
+    // SAFETY: every chunk wrote all of its images, by GEMM or by copy.
+    unsafe { unfilled::assume_init(output) }
+}

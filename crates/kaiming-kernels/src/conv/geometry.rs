@@ -1,0 +1,105 @@
+//! The sizes of a convolution and how its batch is cut into GEMM-sized chunks.
+
+use burn::backend::ops::ConvOptions;
+use burn::tensor::Shape;
+
+/// GEMM columns (output positions) a chunk aims for. A 3×3 layer's product is
+/// `[C_out, C_in·9] · [C_in·9, columns]`: below about a thousand columns the GEMM's packing
+/// and edge kernels dominate (ResNet-18's last stage has 16 positions per image, which is why
+/// burn's per-image GEMMs are slow there); far above it the im2col matrix leaves the cache.
+const TARGET_COLUMNS: usize = 2048;
+
+/// im2col floats a chunk may hold: 16 MiB, so memory stays flat whatever the batch.
+const COLUMNS_BUDGET: usize = 1 << 22;
+
+/// A convolution's sizes, from its input, weight and output shapes.
+#[derive(Debug, Clone)]
+pub(crate) struct Geometry {
+    pub batch: usize,
+    pub channels_in: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels_out: usize,
+    pub kernel: [usize; 2],
+    pub out_height: usize,
+    pub out_width: usize,
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Geometry {
+    /// `x` is `[N, C_in, H, W]`, `weight` `[C_out, C_in, KH, KW]`; symmetric padding.
+    pub fn new(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> Self {
+        let padding = options.padding_begin();
+        let out = |size: usize, kernel: usize, axis: usize| {
+            let span = options.dilation[axis] * (kernel.max(1) - 1) + 1;
+            match (size + 2 * padding[axis]).checked_sub(span) {
+                Some(room) => room / options.stride[axis] + 1,
+                None => 0,
+            }
+        };
+        Self {
+            batch: x[0],
+            channels_in: x[1],
+            height: x[2],
+            width: x[3],
+            channels_out: weight[0],
+            kernel: [weight[2], weight[3]],
+            out_height: out(x[2], weight[2], 0),
+            out_width: out(x[3], weight[3], 1),
+            stride: options.stride,
+            padding,
+            dilation: options.dilation,
+        }
+    }
+
+    /// The output shape `[N, C_out, OH, OW]`.
+    pub fn output_shape(&self) -> Shape {
+        Shape::new([
+            self.batch,
+            self.channels_out,
+            self.out_height,
+            self.out_width,
+        ])
+    }
+
+    /// Input positions per image.
+    pub fn in_positions(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Output positions per image.
+    pub fn out_positions(&self) -> usize {
+        self.out_height * self.out_width
+    }
+
+    /// Weights per output channel, `C_in·KH·KW`: the GEMM's inner dimension.
+    pub fn weights_per_output(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Whether the im2col matrix of one image is the image itself: a 1×1 kernel with stride 1
+    /// and no padding (ResNet-50's bottleneck convolutions), which then need no copy.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// Whether there is nothing to compute.
+    pub fn is_empty(&self) -> bool {
+        self.batch == 0
+            || self.channels_out == 0
+            || self.weights_per_output() == 0
+            || self.out_positions() == 0
+    }
+
+    /// Images per chunk: enough for [`TARGET_COLUMNS`] columns within [`COLUMNS_BUDGET`], and
+    /// no more than a fair share of the batch per thread, so every thread gets work.
+    pub fn images_per_chunk(&self, threads: usize) -> usize {
+        let positions = self.out_positions().max(1);
+        let wanted = TARGET_COLUMNS.div_ceil(positions);
+        let affordable = COLUMNS_BUDGET / (positions * self.weights_per_output()).max(1);
+        let share = self.batch.div_ceil(threads.max(1));
+        wanted.min(affordable).min(share).max(1)
+    }
+}
