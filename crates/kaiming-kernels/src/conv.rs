@@ -139,7 +139,11 @@ impl ConvEngineBackend for Flex {
             return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, output_grad, options);
         }
         let g = Geometry::new(&x.shape(), &weight.shape(), &options);
-        assert_eq!(output_grad.shape(), g.output_shape(), "conv2d output gradient");
+        assert_eq!(
+            output_grad.shape(),
+            g.output_shape(),
+            "conv2d output gradient"
+        );
         let (weight, output_grad) = (contiguous(weight), contiguous(output_grad));
         tensor(
             input_grad::input_grad(f32s(&weight), f32s(&output_grad), &g),
@@ -162,7 +166,11 @@ impl ConvEngineBackend for Flex {
             );
         }
         let g = Geometry::new(&x.shape(), &weight.shape(), &options);
-        assert_eq!(output_grad.shape(), g.output_shape(), "conv2d output gradient");
+        assert_eq!(
+            output_grad.shape(),
+            g.output_shape(),
+            "conv2d output gradient"
+        );
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
         tensor(
             weight_grad::weight_grad(f32s(&x), f32s(&output_grad), &g),

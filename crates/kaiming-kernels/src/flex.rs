@@ -1,8 +1,8 @@
 //! Moving between flex tensors and the slices the kernels work on.
 
+use burn::backend::Backend;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::Backend;
 use burn::tensor::{Shape, TensorData};
 use burn_flex::FlexTensor;
 

@@ -88,8 +88,7 @@ impl FusedAddReluBackend for Flex {
         grad.par_chunks_mut(TASK)
             .zip(output.par_chunks(TASK).zip(output_grad.par_chunks(TASK)))
             .for_each(|(grad, (output, output_grad))| {
-                for ((grad, output), output_grad) in grad.iter_mut().zip(output).zip(output_grad)
-                {
+                for ((grad, output), output_grad) in grad.iter_mut().zip(output).zip(output_grad) {
                     grad.write(if *output > 0.0 { *output_grad } else { 0.0 });
                 }
             });

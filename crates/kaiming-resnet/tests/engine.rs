@@ -1,7 +1,17 @@
 //! A training step of ResNet-20 and ResNet-50 (CIFAR stem) through `kaiming-kernels` (the
-//! convolution engine and the fused batch norm) against the same step on burn's own flex
-//! operations (`kaiming_kernels::with_burn_path`): the loss and every parameter gradient agree
-//! within 1e-4 of the largest value of that tensor; evaluation agrees likewise.
+//! convolution engine, the fused batch norm and residual closing) against the same step on
+//! burn's own flex operations (`kaiming_kernels::with_burn_path`): the loss and the evaluation
+//! logits within 1e-4 relative, and the gradient no further from burn's than burn's own is
+//! from itself when the input is scaled by 1 + 1e-6.
+//!
+//! Why that yardstick for the gradient and not 1e-4: the two paths sum in different orders,
+//! so pre-activations agree only to about 1e-7, and a ReLU whose input lies that close to zero
+//! passes on one path and blocks on the other. Each flip moves one element of a gradient by its
+//! own size, and the change spreads to every layer below. Scaling the input by 1 + 1e-6 (which
+//! the batch norms undo up to rounding) makes burn flip its own ReLUs the same way: measured,
+//! 1.17e-2 of the gradient's norm in ResNet-50's stem weight against burn itself, and 1.26e-2
+//! between the kernels and burn. A kernel with a missing tap or image is off by far more.
+//! The per-convolution tests in `kaiming-kernels` compare at 1e-4, where no ReLU intervenes.
 
 use std::collections::BTreeMap;
 
@@ -36,8 +46,11 @@ impl ModuleVisitor for Collect<'_> {
     }
 }
 
+/// Parameter gradients by path.
+type Grads = BTreeMap<String, TensorData>;
+
 /// One step's loss and gradients.
-fn step(model: &Model, x: Tensor<4>, targets: Tensor<1, Int>) -> (f32, BTreeMap<String, TensorData>) {
+fn step(model: &Model, x: Tensor<4>, targets: Tensor<1, Int>) -> (f32, Grads) {
     let device = x.device();
     let loss = CrossEntropyLossConfig::new()
         .init(&device)
@@ -53,12 +66,31 @@ fn step(model: &Model, x: Tensor<4>, targets: Tensor<1, Int>) -> (f32, BTreeMap<
     (value, collect.found)
 }
 
-/// `max |a − b| / max |b|` over one tensor.
-fn relative_error(a: &TensorData, b: &TensorData) -> f32 {
-    let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+/// The Euclidean norm of `values`, in f64.
+fn norm(values: impl Iterator<Item = f32>) -> f64 {
+    values
+        .map(|v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// `‖a − b‖ / ‖b‖` over one tensor.
+fn relative_error(a: &TensorData, b: &TensorData) -> f64 {
+    let (a, b) = (floats(a), floats(b));
     assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    a.iter().zip(&b).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+    norm(a.iter().zip(&b).map(|(a, b)| a - b)) / norm(b.iter().copied()).max(f64::MIN_POSITIVE)
+}
+
+fn floats(data: &TensorData) -> Vec<f32> {
+    data.clone().try_into_vec::<f32>().expect("f32 values")
+}
+
+/// `‖a − b‖ / ‖b‖` over every parameter's gradient together.
+fn gradient_error(a: &Grads, b: &Grads) -> f64 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let values = |grads: &Grads| -> Vec<f32> { grads.values().flat_map(floats).collect() };
+    let (a, b) = (values(a), values(b));
+    norm(a.iter().zip(&b).map(|(a, b)| a - b)) / norm(b.iter().copied())
 }
 
 fn compare(config: ModelConfig, batch: usize) {
@@ -72,21 +104,19 @@ fn compare(config: ModelConfig, batch: usize) {
     );
 
     let (loss, grads) = step(&model, x.clone(), targets.clone());
-    let (burn_loss, burn_grads) =
-        kaiming_kernels::with_burn_path(|| step(&model, x.clone(), targets.clone()));
+    let burn = |x: Tensor<4>| kaiming_kernels::with_burn_path(|| step(&model, x, targets.clone()));
+    let (burn_loss, burn_grads) = burn(x.clone());
+    let (_, perturbed_grads) = burn(x.clone().mul_scalar(1.0 + 1e-6));
     assert!(
         ((loss - burn_loss) / burn_loss).abs() < 1e-4,
         "{config}: loss {loss} against burn's {burn_loss}"
     );
-    assert_eq!(grads.len(), burn_grads.len());
-    let worst = grads
-        .iter()
-        .map(|(path, grad)| (relative_error(grad, &burn_grads[path]), path))
-        .fold((0f32, ""), |worst, (error, path)| match error > worst.0 {
-            true => (error, path.as_str()),
-            false => worst,
-        });
-    assert!(worst.0 < 1e-4, "{config}: gradient of {} off by {:e}", worst.1, worst.0);
+    let error = gradient_error(&grads, &burn_grads);
+    let yardstick = gradient_error(&perturbed_grads, &burn_grads);
+    assert!(
+        error <= 1e-4f64.max(2.0 * yardstick),
+        "{config}: gradient off by {error:e} of its norm; burn against itself: {yardstick:e}"
+    );
 
     // Evaluation, on flex without autodiff.
     let inference = Device::flex();
@@ -102,12 +132,10 @@ fn named(name: &str) -> ModelConfig {
     ModelConfig::new(name.parse::<ModelName>().unwrap())
 }
 
+/// One test, so the two models are drawn one after the other from the seeded device (tests
+/// in one binary run in parallel and would share its random stream).
 #[test]
-fn resnet20_step_through_the_kernels_equals_burns() {
-    compare(named("resnet20"), 8);
-}
-
-#[test]
-fn resnet50_step_through_the_kernels_equals_burns() {
-    compare(named("resnet50").with_stem(StemKind::Cifar), 2);
+fn resnet20_and_resnet50_steps_through_the_kernels_equal_burns() {
+    compare(named("resnet20"), 16);
+    compare(named("resnet50").with_stem(StemKind::Cifar), 4);
 }

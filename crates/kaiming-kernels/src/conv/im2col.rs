@@ -65,7 +65,11 @@ pub(crate) fn im2col(x: &[f32], g: &Geometry, images: Range<usize>, columns: &mu
         .chunks_exact_mut(images.len() * positions)
         .enumerate()
         .for_each(|(j, row)| {
-            let (c, kh, kw) = (j / (kernel_h * kernel_w), (j / kernel_w) % kernel_h, j % kernel_w);
+            let (c, kh, kw) = (
+                j / (kernel_h * kernel_w),
+                (j / kernel_w) % kernel_h,
+                j % kernel_w,
+            );
             let tap = Tap::new(g, kw);
             for (image, out) in images.clone().zip(row.chunks_exact_mut(positions)) {
                 let source = &x[(image * g.channels_in + c) * plane..][..plane];
@@ -156,7 +160,10 @@ mod tests {
                 for stride in 1..4 {
                     for offset in -4isize..4 {
                         let scan: Vec<usize> = (0..outputs)
-                            .filter(|&o| (0..inputs as isize).contains(&(o as isize * stride as isize + offset)))
+                            .filter(|&o| {
+                                (0..inputs as isize)
+                                    .contains(&(o as isize * stride as isize + offset))
+                            })
                             .collect();
                         let range: Vec<usize> = valid(outputs, inputs, stride, offset).collect();
                         assert_eq!(range, scan, "{outputs} {inputs} {stride} {offset}");

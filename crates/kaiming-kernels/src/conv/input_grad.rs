@@ -34,7 +34,9 @@ pub(crate) fn gradient_columns<'a>(
     let gathered = prefix(gathered, g.channels_out * k);
     for (o, row) in gathered.chunks_exact_mut(k).enumerate() {
         for (image, row) in row.chunks_exact_mut(positions).enumerate() {
-            row.copy_from_slice(&output_grad[((first + image) * g.channels_out + o) * positions..][..positions]);
+            row.copy_from_slice(
+                &output_grad[((first + image) * g.channels_out + o) * positions..][..positions],
+            );
         }
     }
     View::rows(gathered, g.channels_out, k, k)

@@ -54,7 +54,14 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f
                         }
                     };
                     let accumulate = first > images.start;
-                    matmul(&mut weight_grad, weights, dy, columns.t(), accumulate, gemm_threads);
+                    matmul(
+                        &mut weight_grad,
+                        weights,
+                        dy,
+                        columns.t(),
+                        accumulate,
+                        gemm_threads,
+                    );
                 }
             });
             weight_grad
