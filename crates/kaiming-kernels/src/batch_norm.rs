@@ -51,6 +51,54 @@ pub trait FusedBatchNormBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
+/// Batch norm in evaluation mode (the running statistics), optionally followed by a ReLU, as
+/// one pass. Only flex implements it, without autodiff: evaluation runs on the plain device.
+#[backend_extension(Flex)]
+pub trait InferenceBatchNormBackend: Backend {
+    /// `(x − mean) / sqrt(variance + epsilon) · gamma + beta`, then a ReLU if `relu`.
+    #[allow(clippy::too_many_arguments)] // burn's `batch_norm` inputs and the ReLU switch
+    fn batch_norm_inference(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+}
+
+impl InferenceBatchNormBackend for Flex {
+    fn batch_norm_inference(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        if [&x, &gamma, &beta, &mean, &variance]
+            .iter()
+            .any(|t| t.dtype() != DType::F32)
+        {
+            let output =
+                <Flex as ModuleOps<Flex>>::batch_norm(x, gamma, beta, mean, variance, epsilon);
+            return match relu {
+                true => Flex::relu(output),
+                false => output,
+            };
+        }
+        let shape = x.shape();
+        let layout = Layout::of(&shape);
+        let x = contiguous(x);
+        let [gamma, beta, mean, variance] = [gamma, beta, mean, variance].map(contiguous);
+        let inv_std = kernels::inverse_std(f32s(&variance), epsilon);
+        let affine = Affine::new(f32s(&gamma), f32s(&beta), f32s(&mean), &inv_std, relu);
+        tensor(affine.apply(f32s(&x), layout), shape)
+    }
+}
+
 impl FusedBatchNormBackend for Flex {
     fn fused_batch_norm_train(
         x: FlexTensor,

@@ -30,31 +30,62 @@ use burn::nn::BatchNorm;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
 
-use routing::{kernels_enabled, on_flex_autodiff};
+use routing::{kernels_enabled, on_flex, on_flex_autodiff};
 
-pub use batch_norm::FusedBatchNormBackend;
+pub use batch_norm::{FusedBatchNormBackend, InferenceBatchNormBackend};
 pub use conv::{ConvEngineBackend, conv2d, engine_options};
 pub use residual::{FusedAddReluBackend, add_relu};
 pub use routing::{KERNELS_VARIABLE, with_burn_path};
 
-/// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32.
+/// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32, and in
+/// evaluation (flex without autodiff, f32) as one pass over `x`.
 ///
 /// The output, the gradients and the running statistics it leaves in `bn` equal burn's up to
 /// floating-point rounding (see the tests for the bounds).
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    match fused_applies(bn, &x) {
-        true => fused(bn, x, false),
-        false => bn.forward(x),
+    match (fused_applies(bn, &x), inference_applies(bn, &x)) {
+        (true, _) => fused(bn, x, false),
+        (false, true) => inference(bn, x, false),
+        (false, false) => bn.forward(x),
     }
 }
 
 /// `relu(bn.forward(x))`, as one fused operation where [`batch_norm`] would be fused: the
 /// ReLU costs no extra pass over the activation, forward or backward.
 pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    match fused_applies(bn, &x) {
-        true => fused(bn, x, true),
-        false => relu(bn.forward(x)),
+    match (fused_applies(bn, &x), inference_applies(bn, &x)) {
+        (true, _) => fused(bn, x, true),
+        (false, true) => inference(bn, x, true),
+        (false, false) => relu(bn.forward(x)),
     }
+}
+
+/// Burn's evaluation-mode batch norm (running statistics), then a ReLU if `relu`, in one pass.
+fn inference<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
+    let device = x.device();
+    let output = Dispatch::batch_norm_inference(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        bn.running_mean.value().to_device(&device).into_dispatch(),
+        bn.running_var.value().to_device(&device).into_dispatch(),
+        bn.epsilon,
+        relu,
+    );
+    Tensor::from_dispatch(output)
+}
+
+/// Whether `bn.forward(x)` takes burn's evaluation path (running statistics) on flex without
+/// autodiff in f32, where the one-pass kernel replaces it. Evaluation on an autodiff device
+/// (a frozen layer inside a training graph) stays burn's.
+pub fn inference_applies<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
+    let device = x.device();
+    kernels_enabled()
+        && !device.is_autodiff()
+        && on_flex(&device)
+        && x.dtype() == DType::F32
+        && bn.gamma.val().dtype() == DType::F32
+        && bn.beta.val().dtype() == DType::F32
 }
 
 /// The fused training-mode batch norm, with burn's update of the running statistics.
