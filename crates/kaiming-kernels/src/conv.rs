@@ -24,9 +24,10 @@ use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
 use crate::flex::{contiguous, f32s, tensor, untracked};
-use crate::routing::{cpu_suits_engine, kernels_enabled, on_flex};
+use crate::routing::{ConvAlgorithm, Isa, conv_choice, cpu_suits_engine, kernels_enabled, on_flex};
 use geometry::Geometry;
 
+mod direct;
 mod forward;
 mod geometry;
 mod im2col;
@@ -109,6 +110,34 @@ pub trait ConvEngineBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// Which kernels compute a convolution's forward pass and input gradient (the weight gradient
+/// is always the batched GEMM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    Gemm,
+    Direct(Isa),
+}
+
+/// The kernels for `g`, by the choice in force on this thread (`crate::with_conv_choice`, the
+/// environment, or the measured rule of [`direct_pays`]).
+fn kernels_for(g: &Geometry) -> Kernels {
+    match conv_choice() {
+        (ConvAlgorithm::Direct, Some(isa)) if direct::covers(g) => Kernels::Direct(isa),
+        (ConvAlgorithm::Auto, Some(isa)) if direct::covers(g) && direct_pays(g) => {
+            Kernels::Direct(isa)
+        }
+        _ => Kernels::Gemm,
+    }
+}
+
+/// Where the direct kernels beat im2col + GEMM, measured with `cargo bench --bench conv`
+/// (`benches/README.md`): rows of at least 16 outputs (narrower rows waste most of a register
+/// tile on padding columns, and im2col GEMMs over many images win there) and at most 128
+/// channels each way (wider layers are long enough GEMMs for the `gemm` crate's kernels).
+fn direct_pays(g: &Geometry) -> bool {
+    g.out_width >= 16 && g.channels_in <= 128 && g.channels_out <= 128
+}
+
 /// Whether the engine covers these flex tensors (burn's operations take the rest).
 fn engine_covers(tensors: &[&FlexTensor], options: &ConvOptions<2>) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
@@ -123,10 +152,12 @@ impl ConvEngineBackend for Flex {
         }
         let g = Geometry::new(&x.shape(), &weight.shape(), &options);
         let (x, weight) = (contiguous(x), contiguous(weight));
-        tensor(
-            forward::forward(f32s(&x), f32s(&weight), &g),
-            g.output_shape(),
-        )
+        let (x, weight) = (f32s(&x), f32s(&weight));
+        let output = match kernels_for(&g) {
+            Kernels::Direct(isa) => direct::forward(x, weight, &g, isa),
+            Kernels::Gemm => forward::forward(x, weight, &g),
+        };
+        tensor(output, g.output_shape())
     }
 
     fn engine_conv2d_input_grad(
@@ -145,10 +176,12 @@ impl ConvEngineBackend for Flex {
             "conv2d output gradient"
         );
         let (weight, output_grad) = (contiguous(weight), contiguous(output_grad));
-        tensor(
-            input_grad::input_grad(f32s(&weight), f32s(&output_grad), &g),
-            x.shape(),
-        )
+        let (weight, output_grad) = (f32s(&weight), f32s(&output_grad));
+        let x_grad = match kernels_for(&g) {
+            Kernels::Direct(isa) => direct::input_grad(weight, output_grad, &g, isa),
+            Kernels::Gemm => input_grad::input_grad(weight, output_grad, &g),
+        };
+        tensor(x_grad, x.shape())
     }
 
     fn engine_conv2d_weight_grad(

@@ -35,7 +35,10 @@ use routing::{kernels_enabled, on_flex, on_flex_autodiff};
 pub use batch_norm::{FusedBatchNormBackend, InferenceBatchNormBackend};
 pub use conv::{ConvEngineBackend, conv2d, engine_options};
 pub use residual::{FusedAddReluBackend, add_relu};
-pub use routing::{KERNELS_VARIABLE, with_burn_path};
+pub use routing::{
+    CONV_ALGORITHM_VARIABLE, CONV_ISA_VARIABLE, ConvAlgorithm, ConvChoice, Isa, KERNELS_VARIABLE,
+    with_burn_path, with_conv_choice,
+};
 
 /// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32, and in
 /// evaluation (flex without autodiff, f32) as one pass over `x`.

@@ -12,8 +12,130 @@ use burn::tensor::Device;
 /// they apply. Anything else is refused at first use, naming the variable.
 pub const KERNELS_VARIABLE: &str = "KAIMING_KERNELS";
 
+/// The environment variable that picks the convolution engine's algorithm: `auto` (the
+/// default: by the measured rules of `conv::algorithm`), `gemm` (im2col GEMMs everywhere) or
+/// `direct` (the direct kernels wherever they apply).
+pub const CONV_ALGORITHM_VARIABLE: &str = "KAIMING_CONV";
+
+/// The environment variable that picks the instruction set of the direct convolution kernels:
+/// `auto` (the default: AVX-512 where the CPU has it, else AVX2), `avx512` or `avx2` (refused,
+/// naming the variable, on a CPU without it). Forcing `avx2` tests that path on an AVX-512
+/// machine.
+pub const CONV_ISA_VARIABLE: &str = "KAIMING_CONV_ISA";
+
 thread_local! {
     static BURN_PATH: Cell<bool> = const { Cell::new(false) };
+    static CONV_CHOICE: Cell<Option<ConvChoice>> = const { Cell::new(None) };
+}
+
+/// How the convolution engine computes a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// By the measured rules (`benches/README.md`): direct kernels for the narrow stride-1
+    /// layers, GEMMs over chunks of the batch for the rest.
+    Auto,
+    /// im2col GEMMs over chunks of the batch, everywhere.
+    Gemm,
+    /// The direct kernels wherever they apply (stride 1, no dilation, square odd kernels).
+    Direct,
+}
+
+/// The vector instruction set of the direct convolution kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// 16 floats per vector.
+    Avx512,
+    /// 8 floats per vector, with FMA.
+    Avx2,
+}
+
+impl Isa {
+    /// Whether this CPU has the instruction set.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Isa::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The widest instruction set this CPU has, if any.
+    fn best() -> Option<Self> {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.supported())
+    }
+}
+
+/// An algorithm and, optionally, a forced instruction set for the convolution engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvChoice {
+    /// Which algorithm.
+    pub algorithm: ConvAlgorithm,
+    /// The direct kernels' instruction set; `None` for the widest the CPU has.
+    pub isa: Option<Isa>,
+}
+
+/// Runs `work` with the convolution engine making `choice` on this thread (the benchmarks and
+/// tests compare the algorithms and instruction sets this way). Panics if `choice.isa` is one
+/// this CPU lacks.
+pub fn with_conv_choice<R>(choice: ConvChoice, work: impl FnOnce() -> R) -> R {
+    if let Some(isa) = choice.isa {
+        assert!(isa.supported(), "this CPU has no {isa:?}");
+    }
+    struct Restore(Option<ConvChoice>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CONV_CHOICE.with(|cell| cell.set(self.0));
+        }
+    }
+    let _restore = Restore(CONV_CHOICE.with(|cell| cell.replace(Some(choice))));
+    work()
+}
+
+/// The engine's choice on this thread: [`with_conv_choice`]'s, else the environment's
+/// ([`CONV_ALGORITHM_VARIABLE`], [`CONV_ISA_VARIABLE`]), with the instruction set resolved to
+/// one this CPU has (`None`: no direct kernels here).
+pub(crate) fn conv_choice() -> (ConvAlgorithm, Option<Isa>) {
+    static FROM_ENVIRONMENT: OnceLock<ConvChoice> = OnceLock::new();
+    let choice = CONV_CHOICE.with(Cell::get).unwrap_or_else(|| {
+        *FROM_ENVIRONMENT.get_or_init(|| {
+            let read = |name: &str| std::env::var(name).unwrap_or_default();
+            let algorithm = match read(CONV_ALGORITHM_VARIABLE).as_str() {
+                "" | "auto" => ConvAlgorithm::Auto,
+                "gemm" => ConvAlgorithm::Gemm,
+                "direct" => ConvAlgorithm::Direct,
+                other => panic!(
+                    "{CONV_ALGORITHM_VARIABLE}={other:?}: expected `auto`, `gemm` or `direct`"
+                ),
+            };
+            let isa = match read(CONV_ISA_VARIABLE).as_str() {
+                "" | "auto" => None,
+                "avx512" => Some(Isa::Avx512),
+                "avx2" => Some(Isa::Avx2),
+                other => {
+                    panic!("{CONV_ISA_VARIABLE}={other:?}: expected `auto`, `avx512` or `avx2`")
+                }
+            };
+            if let Some(isa) = isa {
+                assert!(
+                    isa.supported(),
+                    "{CONV_ISA_VARIABLE}: this CPU has no {isa:?}"
+                );
+            }
+            ConvChoice { algorithm, isa }
+        })
+    });
+    (choice.algorithm, choice.isa.or_else(Isa::best))
 }
 
 /// Runs `work` with every kernel of this crate deferring to burn on this thread: the
@@ -58,16 +180,9 @@ pub(crate) fn on_flex_autodiff(device: &Device) -> bool {
     device.is_autodiff() && on_flex(device)
 }
 
-/// Whether this CPU runs the convolution engine's GEMMs on wide vector units (AVX2 with FMA,
-/// or AVX-512, picked at run time by the `gemm` crate). Elsewhere (aarch64, old x86) burn's
-/// own convolutions are as fast and the engine stays out of the way.
+/// Whether this CPU runs the convolution engine on wide vector units (AVX2 with FMA, or
+/// AVX-512: the direct kernels, and the `gemm` crate's, which it picks at run time). Elsewhere
+/// (aarch64, old x86) the engine stays out of the way and burn's convolutions run.
 pub(crate) fn cpu_suits_engine() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Isa::best().is_some()
 }

@@ -11,7 +11,9 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::assert_close;
-use kaiming_kernels::{conv2d, engine_options, with_burn_path};
+use kaiming_kernels::{
+    ConvAlgorithm, ConvChoice, Isa, conv2d, engine_options, with_burn_path, with_conv_choice,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -61,8 +63,40 @@ fn pass(conv: &Conv2d, shape: [usize; 4], apply: impl Fn(&Conv2d, Tensor<4>) -> 
     }
 }
 
-/// Compares the engine with burn on `x` of `shape`, training and evaluation.
+/// Every way the engine can compute a convolution on this CPU: its own rule, im2col GEMMs
+/// only, and the direct kernels on each instruction set the CPU has (so an AVX-512 machine
+/// tests the AVX2 kernels too).
+fn choices() -> Vec<ConvChoice> {
+    let mut choices = vec![
+        ConvChoice {
+            algorithm: ConvAlgorithm::Auto,
+            isa: None,
+        },
+        ConvChoice {
+            algorithm: ConvAlgorithm::Gemm,
+            isa: None,
+        },
+    ];
+    for isa in [Isa::Avx512, Isa::Avx2] {
+        if isa.supported() {
+            choices.push(ConvChoice {
+                algorithm: ConvAlgorithm::Direct,
+                isa: Some(isa),
+            });
+        }
+    }
+    choices
+}
+
+/// Compares the engine with burn on `x` of `shape`, training and evaluation, for each of
+/// [`choices`].
 fn check(config: Conv2dConfig, shape: [usize; 4]) {
+    for choice in choices() {
+        with_conv_choice(choice, || check_one(&config, shape, choice));
+    }
+}
+
+fn check_one(config: &Conv2dConfig, shape: [usize; 4], choice: ConvChoice) {
     let device = Device::flex().autodiff();
     let ours = config.init(&device);
     let burns = twin(&ours, &device);
@@ -72,7 +106,7 @@ fn check(config: Conv2dConfig, shape: [usize; 4]) {
         "{shape:?} takes the engine"
     );
 
-    let what = format!("{config:?} on {shape:?}");
+    let what = format!("{config:?} on {shape:?} with {choice:?}");
     let (a, b) = (
         pass(&ours, shape, conv2d),
         pass(&burns, shape, |c, x| c.forward(x)),
@@ -167,6 +201,11 @@ fn matches_burn_on_awkward_shapes() {
     check(config([33, 7], 1, 2, 0), [3, 33, 7, 7]);
     check(config([7, 9], 1, 1, 0), [1, 7, 5, 3]);
     check(config([3, 5], 7, 2, 3), [1, 3, 15, 15]);
+    // Larger stride-1 kernels (the direct kernels take up to 7×7), and a row wider than a tile.
+    check(config([3, 5], 7, 1, 3), [2, 3, 11, 9]);
+    check(config([4, 6], 5, 1, 2), [3, 4, 8, 13]);
+    check(config([5, 9], 5, 1, 1), [2, 5, 9, 9]);
+    check(config([6, 5], 3, 1, 1), [2, 6, 3, 70]);
     check(config([6, 4], 3, 1, 0).with_bias(true), [3, 6, 7, 7]);
     check(config([2, 3], 3, 1, 2).with_dilation([2, 2]), [2, 2, 9, 9]);
     check(

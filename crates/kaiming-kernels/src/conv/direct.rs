@@ -1,0 +1,382 @@
+//! Direct stride-1 convolution in NCHW, vectorised over output positions, without im2col.
+//!
+//! For a `k×k` kernel with stride 1, each image is first copied into a zero-bordered plane per
+//! channel (`Hp × Wp`, with `Wp = W + 2·padding`). On that plane, output position `(h, w)` reads
+//! tap `(kh, kw)` at `(h + kh)·Wp + (w + kw)`: one fixed offset per tap from `q = h·Wp + w`. So
+//! the convolution is computed for every `q` of the padded rows ("wide" output, whose last
+//! `Wp − OW` columns of each row are discarded), and a tile of `OB` output channels × `QV`
+//! vectors of consecutive `q` accumulates, for every input channel and tap, one unaligned load
+//! of the input per vector and one broadcast weight per channel: `OB·QV` fused multiply-adds per
+//! `OB + QV` loads, all in registers. The im2col path instead writes and then packs a matrix
+//! nine times the input's size; for the 16–64-channel layers of the CIFAR ResNets that copying
+//! costs as much as the arithmetic (`benches/README.md`).
+//!
+//! The input gradient of such a convolution is the same kind of convolution of the output
+//! gradient, with the kernel flipped and its channel axes swapped, and padding `k − 1 − p`.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::geometry::Geometry;
+use crate::routing::Isa;
+use crate::scratch::{Scratch, prefix, with_scratch};
+use crate::unfilled;
+
+/// Output channels per register tile.
+const OB: usize = 4;
+
+/// Whether the direct kernels compute `g`: stride 1, no dilation, a square odd kernel no wider
+/// than 7 (the padded plane then holds every tap in one row offset).
+pub(crate) fn covers(g: &Geometry) -> bool {
+    g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && g.kernel[0] == g.kernel[1]
+        && g.kernel[0] % 2 == 1
+        && g.kernel[0] <= 7
+}
+
+/// The sizes of one image's padded planes and wide output.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    channels_in: usize,
+    channels_out: usize,
+    kernel: usize,
+    /// Padded width.
+    wp: usize,
+    /// Floats per padded input plane.
+    plane: usize,
+    /// Output columns.
+    ow: usize,
+    /// Wide output positions per channel (`OH·Wp`), rounded up to whole tiles.
+    q_stride: usize,
+    /// Padded input floats to allocate: every plane, plus what the last tiles read past the
+    /// last plane.
+    padded_len: usize,
+}
+
+impl Plan {
+    fn new(g: &Geometry, tile: usize) -> Self {
+        let kernel = g.kernel[0];
+        let wp = g.width + 2 * g.padding[1];
+        let plane = wp * (g.height + 2 * g.padding[0]);
+        let q_len = g.out_height * wp;
+        let q_stride = q_len.div_ceil(tile) * tile;
+        let reach = (kernel - 1) * wp + (kernel - 1);
+        let padded_len =
+            (g.channels_in * plane).max((g.channels_in - 1) * plane + q_stride + reach);
+        Self {
+            channels_in: g.channels_in,
+            channels_out: g.channels_out,
+            kernel,
+            wp,
+            plane,
+            ow: g.out_width,
+            q_stride,
+            padded_len,
+        }
+    }
+}
+
+/// `conv(x, weight)` for every image, `x` `[N, C_in, H, W]` and `weight` `[C_out, C_in, k, k]`
+/// contiguous; the output `[N, C_out, OH, OW]`, flattened. `g` must be [`covers`]ed.
+pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    let per_image = g.channels_out * g.out_positions();
+    let image_len = g.channels_in * g.in_positions();
+    if g.is_empty() {
+        return vec![0.0; g.batch * per_image];
+    }
+    let plan = Plan::new(g, isa.tile());
+    let padding = g.padding;
+    let mut output = unfilled::buffer(g.batch * per_image);
+    output
+        .par_chunks_mut(per_image)
+        .zip(x.par_chunks(image_len))
+        .for_each(|(output, image)| {
+            with_scratch(|scratch| {
+                let Scratch {
+                    columns, product, ..
+                } = scratch;
+                let padded = prefix(columns, plan.padded_len);
+                pad(image, g.height, g.width, padding, &plan, padded);
+                let wide = prefix(product, plan.channels_out * plan.q_stride);
+                isa.run(padded, weight, &plan, wide);
+                for (o, output) in output.chunks_exact_mut(g.out_positions()).enumerate() {
+                    let wide = &wide[o * plan.q_stride..];
+                    for (h, row) in output.chunks_exact_mut(plan.ow).enumerate() {
+                        unfilled::write(row, &wide[h * plan.wp..][..plan.ow]);
+                    }
+                }
+            })
+        });
+    // SAFETY: every image's channels and rows were copied out of the wide output above.
+    unsafe { unfilled::assume_init(output) }
+}
+
+/// The gradient with respect to `x` of [`forward`], given `weight` and the output gradient:
+/// the direct convolution of the output gradient with the flipped, channel-swapped kernel.
+pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    let k = g.kernel[0];
+    let taps = k * k;
+    let mut flipped = vec![0f32; weight.len()];
+    for o in 0..g.channels_out {
+        for c in 0..g.channels_in {
+            let source = &weight[(o * g.channels_in + c) * taps..][..taps];
+            let target = &mut flipped[(c * g.channels_out + o) * taps..][..taps];
+            for (t, value) in target.iter_mut().zip(source.iter().rev()) {
+                *t = *value;
+            }
+        }
+    }
+    let transposed = Geometry {
+        batch: g.batch,
+        channels_in: g.channels_out,
+        height: g.out_height,
+        width: g.out_width,
+        channels_out: g.channels_in,
+        kernel: g.kernel,
+        out_height: g.height,
+        out_width: g.width,
+        stride: [1, 1],
+        padding: [k - 1 - g.padding[0], k - 1 - g.padding[1]],
+        dilation: [1, 1],
+    };
+    forward(output_grad, &flipped, &transposed, isa)
+}
+
+/// Copies `image` (`[C_in, H, W]`) into `padded` (`[C_in, Hp, Wp]` plus slack), zero outside
+/// the image; the slack past the last plane is zeroed too, so every float the kernel reads is
+/// written here.
+fn pad(
+    image: &[f32],
+    height: usize,
+    width: usize,
+    padding: [usize; 2],
+    plan: &Plan,
+    padded: &mut [f32],
+) {
+    let [top, left] = padding;
+    let (planes, slack) = padded.split_at_mut(plan.channels_in * plan.plane);
+    slack.fill(0.0);
+    for (source, target) in image
+        .chunks_exact(height * width)
+        .zip(planes.chunks_exact_mut(plan.plane))
+    {
+        target[..top * plan.wp].fill(0.0);
+        target[(top + height) * plan.wp..].fill(0.0);
+        for (row, source) in source.chunks_exact(width).enumerate() {
+            let target = &mut target[(top + row) * plan.wp..][..plan.wp];
+            target[..left].fill(0.0);
+            target[left..left + width].copy_from_slice(source);
+            target[left + width..].fill(0.0);
+        }
+    }
+}
+
+/// A SIMD vector of `f32` and the few operations the tile needs.
+trait Vector: Copy {
+    /// Floats per vector.
+    const LANES: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn load(from: *const f32) -> Self;
+    unsafe fn splat(from: *const f32) -> Self;
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn store(self, to: *mut f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Vector;
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Avx512(__m512);
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Avx2(__m256);
+
+    // SAFETY (all methods): called only from functions compiled with the matching target
+    // features, which the caller checked the CPU has; pointers are valid for one vector.
+    impl Vector for Avx512 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Self(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn load(from: *const f32) -> Self {
+            Self(unsafe { _mm512_loadu_ps(from) })
+        }
+        #[inline(always)]
+        unsafe fn splat(from: *const f32) -> Self {
+            Self(unsafe { _mm512_set1_ps(*from) })
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Self(unsafe { _mm512_fmadd_ps(a.0, b.0, c.0) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, to: *mut f32) {
+            unsafe { _mm512_storeu_ps(to, self.0) }
+        }
+    }
+
+    impl Vector for Avx2 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Self(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn load(from: *const f32) -> Self {
+            Self(unsafe { _mm256_loadu_ps(from) })
+        }
+        #[inline(always)]
+        unsafe fn splat(from: *const f32) -> Self {
+            Self(unsafe { _mm256_set1_ps(*from) })
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Self(unsafe { _mm256_fmadd_ps(a.0, b.0, c.0) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, to: *mut f32) {
+            unsafe { _mm256_storeu_ps(to, self.0) }
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the slices are as [`super::image`] requires.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn image_avx512(
+        padded: &[f32],
+        weight: &[f32],
+        plan: &super::Plan,
+        wide: &mut [f32],
+    ) {
+        unsafe { super::image::<Avx512, 4>(padded, weight, plan, wide) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the slices are as [`super::image`] requires.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn image_avx2(
+        padded: &[f32],
+        weight: &[f32],
+        plan: &super::Plan,
+        wide: &mut [f32],
+    ) {
+        unsafe { super::image::<Avx2, 2>(padded, weight, plan, wide) }
+    }
+}
+
+impl Isa {
+    /// Output positions per register tile.
+    fn tile(self) -> usize {
+        match self {
+            Isa::Avx512 => 16 * 4,
+            Isa::Avx2 => 8 * 2,
+        }
+    }
+
+    /// One image's wide output from its padded planes, on this instruction set.
+    fn run(self, padded: &[f32], weight: &[f32], plan: &Plan, wide: &mut [f32]) {
+        assert!(padded.len() >= plan.padded_len);
+        assert!(wide.len() >= plan.channels_out * plan.q_stride);
+        assert_eq!(
+            weight.len(),
+            plan.channels_out * plan.channels_in * plan.kernel * plan.kernel
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa` values are only made for CPUs that have the instruction set
+        // (`routing::conv_isa`), and the slice lengths were checked above.
+        unsafe {
+            match self {
+                Isa::Avx512 => x86::image_avx512(padded, weight, plan, wide),
+                Isa::Avx2 => x86::image_avx2(padded, weight, plan, wide),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no direct convolution kernels on this architecture")
+    }
+}
+
+/// The wide output `[C_out, q_stride]` of one image from its padded planes.
+///
+/// # Safety
+/// `padded` holds `plan.padded_len` floats, `wide` `C_out · q_stride`, `weight`
+/// `C_out · C_in · k²`; inlined only into functions compiled for `V`'s instruction set.
+#[inline(always)]
+unsafe fn image<V: Vector, const QV: usize>(
+    padded: &[f32],
+    weight: &[f32],
+    plan: &Plan,
+    wide: &mut [f32],
+) {
+    let tile = V::LANES * QV;
+    let full = plan.channels_out / OB * OB;
+    // Output channels outermost: a block's weights (`OB · C_in · k²` floats) stay in the L1
+    // cache while its positions sweep the padded planes, which stay in L2.
+    for o in (0..full).step_by(OB) {
+        for q in (0..plan.q_stride).step_by(tile) {
+            unsafe { tile_of::<V, OB, QV>(padded, weight, plan, wide, o..o + OB, q) };
+        }
+    }
+    for o in full..plan.channels_out {
+        for q in (0..plan.q_stride).step_by(tile) {
+            unsafe { tile_of::<V, 1, QV>(padded, weight, plan, wide, o..o + 1, q) };
+        }
+    }
+}
+
+/// Output channels `outputs` (`N` of them) × positions `q..q + QV·LANES` of the wide output.
+///
+/// # Safety
+/// As [`image`]; `q + QV·LANES ≤ q_stride` and `outputs` within `C_out`.
+#[inline(always)]
+unsafe fn tile_of<V: Vector, const N: usize, const QV: usize>(
+    padded: &[f32],
+    weight: &[f32],
+    plan: &Plan,
+    wide: &mut [f32],
+    outputs: Range<usize>,
+    q: usize,
+) {
+    let k = plan.kernel;
+    let taps = k * k;
+    let per_output = plan.channels_in * taps;
+    let mut acc = [[unsafe { V::zero() }; QV]; N];
+    let x = padded.as_ptr();
+    let w = weight.as_ptr();
+    for c in 0..plan.channels_in {
+        // SAFETY: the highest float read is `(C_in − 1)·plane + q_stride − 1 + (k−1)·Wp + k − 1`,
+        // below `padded_len` by `Plan::new`; weights stay within `C_out · C_in · k²`.
+        unsafe {
+            let plane = x.add(c * plan.plane + q);
+            let weights = w.add(outputs.start * per_output + c * taps);
+            for kh in 0..k {
+                for kw in 0..k {
+                    let at = plane.add(kh * plan.wp + kw);
+                    let mut inputs = [V::zero(); QV];
+                    for (v, input) in inputs.iter_mut().enumerate() {
+                        *input = V::load(at.add(v * V::LANES));
+                    }
+                    for (n, acc) in acc.iter_mut().enumerate() {
+                        let weight = V::splat(weights.add(n * per_output + kh * k + kw));
+                        for (acc, input) in acc.iter_mut().zip(inputs) {
+                            *acc = V::fma(weight, input, *acc);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let out = wide.as_mut_ptr();
+    for (n, acc) in acc.iter().enumerate() {
+        for (v, acc) in acc.iter().enumerate() {
+            // SAFETY: `(outputs.start + n)·q_stride + q + (v + 1)·LANES ≤ C_out · q_stride`.
+            unsafe { acc.store(out.add((outputs.start + n) * plan.q_stride + q + v * V::LANES)) };
+        }
+    }
+}
