@@ -1,19 +1,22 @@
-//! The convolution engine's algorithms side by side on every 3×3 stride-1 shape of the model
-//! zoo: milliseconds for the forward pass and for the backward pass (input and weight
-//! gradients) through `kaiming_kernels::conv2d` on flex with autodiff, im2col GEMMs against the
-//! direct kernels, alternating, medians. What `conv::direct_pays` is set from.
+//! The convolution engine's two algorithms side by side, per pass, on every 3×3 stride-1 shape
+//! of the model zoo: milliseconds for the forward pass, the input gradient and the weight
+//! gradient on flex, im2col GEMMs against the direct kernels, alternating, medians. What
+//! `conv::direct_pays` is set from.
 //!
 //!     cargo bench --workspace --bench conv [-- --threads N --repeats R]
 
 use std::time::Instant;
 
-use burn::nn::PaddingConfig2d;
-use burn::nn::conv::Conv2dConfig;
-use burn::tensor::{Device, Distribution, Tensor};
-use kaiming_kernels::{ConvAlgorithm, ConvChoice, conv2d, with_conv_choice};
+use burn::backend::Flex;
+use burn::backend::ops::ConvOptions;
+use burn::tensor::TensorData;
+use burn_flex::FlexTensor;
+use kaiming_kernels::{ConvAlgorithm, ConvChoice, ConvEngineBackend, with_conv_choice};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// `(model, batch, channels, size)`: a 3×3 stride-1 convolution `channels → channels` on
-/// `size × size` images, as in that model's stages.
+/// `size × size` images, as in that model's stages (ResNet-50's are its bottlenecks' 3×3s).
 const SHAPES: [(&str, usize, usize, usize); 10] = [
     ("resnet20", 128, 16, 32),
     ("resnet20", 128, 32, 16),
@@ -27,42 +30,41 @@ const SHAPES: [(&str, usize, usize, usize); 10] = [
     ("resnet50", 32, 256, 8),
 ];
 
+fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-/// Forward and backward milliseconds of one pass.
-fn pass(batch: usize, channels: usize, size: usize, algorithm: ConvAlgorithm) -> (f64, f64) {
-    let device = Device::flex().autodiff();
-    let conv = Conv2dConfig::new([channels, channels], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .with_bias(false)
-        .init(&device);
-    let x = Tensor::<4>::random(
-        [batch, channels, size, size],
-        Distribution::Default,
-        &device,
-    )
-    .require_grad();
+/// Milliseconds of the forward pass, the input gradient and the weight gradient.
+fn passes(x: &FlexTensor, w: &FlexTensor, dy: &FlexTensor, algorithm: ConvAlgorithm) -> [f64; 3] {
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     let choice = ConvChoice {
         algorithm,
         isa: None,
     };
+    let time = |f: &dyn Fn() -> FlexTensor| {
+        let start = Instant::now();
+        drop(f());
+        1e3 * start.elapsed().as_secs_f64()
+    };
     with_conv_choice(choice, || {
-        let start = Instant::now();
-        let y = conv2d(&conv, x.clone());
-        let _ = y
-            .clone()
-            .slice([0..1, 0..1, 0..1, 0..1])
-            .into_scalar::<f32>();
-        let forward = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let grads = y.sum().backward();
-        let _ = x
-            .grad(&grads)
-            .map(|g| g.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>());
-        (1e3 * forward, 1e3 * start.elapsed().as_secs_f64())
+        [
+            time(&|| Flex::engine_conv2d(x.clone(), w.clone(), options.clone())),
+            time(&|| {
+                Flex::engine_conv2d_input_grad(x.clone(), w.clone(), dy.clone(), options.clone())
+            }),
+            time(&|| {
+                Flex::engine_conv2d_weight_grad(x.clone(), w.clone(), dy.clone(), options.clone())
+            }),
+        ]
     })
 }
 
@@ -80,23 +82,32 @@ fn main() {
         .num_threads(threads)
         .build_global()
         .expect("the thread pool");
-    println!("threads {threads}, {repeats} alternating repeats, medians (ms)");
-    println!("| model | batch | channels | size | gemm fwd | direct fwd | gemm bwd | direct bwd |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("threads {threads}, {repeats} alternating repeats, medians, ms (gemm / direct)");
+    println!("| model | batch | channels | size | forward | input gradient | weight gradient |");
+    println!("|---|---|---|---|---|---|---|");
     for (model, batch, channels, size) in SHAPES {
+        let x = random([batch, channels, size, size], 1);
+        let w = random([channels, channels, 3, 3], 2);
+        let dy = random([batch, channels, size, size], 3);
         let (mut gemm, mut direct) = (Vec::new(), Vec::new());
-        pass(batch, channels, size, ConvAlgorithm::Gemm);
+        passes(&x, &w, &dy, ConvAlgorithm::Gemm);
+        passes(&x, &w, &dy, ConvAlgorithm::Direct);
         for _ in 0..repeats {
-            gemm.push(pass(batch, channels, size, ConvAlgorithm::Gemm));
-            direct.push(pass(batch, channels, size, ConvAlgorithm::Direct));
+            gemm.push(passes(&x, &w, &dy, ConvAlgorithm::Gemm));
+            direct.push(passes(&x, &w, &dy, ConvAlgorithm::Direct));
         }
-        let part = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| median(v.iter().map(f).collect());
+        let cell = |pass: usize| {
+            let (a, b) = (
+                median(gemm.iter().map(|p| p[pass]).collect()),
+                median(direct.iter().map(|p| p[pass]).collect()),
+            );
+            format!("{a:.1} / {b:.1}{}", if b < a { " ◀" } else { "" })
+        };
         println!(
-            "| {model} | {batch} | {channels} | {size} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            part(&gemm, |p| p.0),
-            part(&direct, |p| p.0),
-            part(&gemm, |p| p.1),
-            part(&direct, |p| p.1),
+            "| {model} | {batch} | {channels} | {size} | {} | {} | {} |",
+            cell(0),
+            cell(1),
+            cell(2)
         );
     }
 }

@@ -110,32 +110,45 @@ pub trait ConvEngineBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Which kernels compute a convolution's forward pass and input gradient (the weight gradient
-/// is always the batched GEMM).
+/// Which kernels compute a convolution's forward pass and its two gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernels {
     Gemm,
     Direct(Isa),
 }
 
-/// The kernels for `g`, by the choice in force on this thread (`crate::with_conv_choice`, the
-/// environment, or the measured rule of [`direct_pays`]).
-fn kernels_for(g: &Geometry) -> Kernels {
+/// The three computations of a convolution, each with its own rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    InputGrad,
+    WeightGrad,
+}
+
+/// The kernels for `pass` of `g`, by the choice in force on this thread
+/// (`crate::with_conv_choice`, the environment, or the measured rule of [`direct_pays`]).
+fn kernels_for(g: &Geometry, pass: Pass) -> Kernels {
     match conv_choice() {
         (ConvAlgorithm::Direct, Some(isa)) if direct::covers(g) => Kernels::Direct(isa),
-        (ConvAlgorithm::Auto, Some(isa)) if direct::covers(g) && direct_pays(g) => {
+        (ConvAlgorithm::Auto, Some(isa)) if direct::covers(g) && direct_pays(g, pass) => {
             Kernels::Direct(isa)
         }
         _ => Kernels::Gemm,
     }
 }
 
-/// Where the direct kernels beat im2col + GEMM, measured with `cargo bench --bench conv`
-/// (`benches/README.md`): rows of at least 16 outputs (narrower rows waste most of a register
-/// tile on padding columns, and im2col GEMMs over many images win there) and at most 128
-/// channels each way (wider layers are long enough GEMMs for the `gemm` crate's kernels).
-fn direct_pays(g: &Geometry) -> bool {
-    g.out_width >= 16 && g.channels_in <= 128 && g.channels_out <= 128
+/// Where the direct kernels beat im2col + GEMM, measured per pass with `cargo bench --bench
+/// conv` (`benches/README.md`). They need rows of at least 16 outputs: narrower rows waste most
+/// of a register tile on padding columns, and GEMMs over many images win there. The forward
+/// pass and input gradient win up to 128 channels; the weight gradient, whose tiles sweep the
+/// whole image once per channel pair, up to 64.
+fn direct_pays(g: &Geometry, pass: Pass) -> bool {
+    let widest = g.channels_in.max(g.channels_out);
+    g.out_width >= 16
+        && match pass {
+            Pass::Forward | Pass::InputGrad => widest <= 128,
+            Pass::WeightGrad => widest <= 64,
+        }
 }
 
 /// Whether the engine covers these flex tensors (burn's operations take the rest).
@@ -153,7 +166,7 @@ impl ConvEngineBackend for Flex {
         let g = Geometry::new(&x.shape(), &weight.shape(), &options);
         let (x, weight) = (contiguous(x), contiguous(weight));
         let (x, weight) = (f32s(&x), f32s(&weight));
-        let output = match kernels_for(&g) {
+        let output = match kernels_for(&g, Pass::Forward) {
             Kernels::Direct(isa) => direct::forward(x, weight, &g, isa),
             Kernels::Gemm => forward::forward(x, weight, &g),
         };
@@ -177,7 +190,7 @@ impl ConvEngineBackend for Flex {
         );
         let (weight, output_grad) = (contiguous(weight), contiguous(output_grad));
         let (weight, output_grad) = (f32s(&weight), f32s(&output_grad));
-        let x_grad = match kernels_for(&g) {
+        let x_grad = match kernels_for(&g, Pass::InputGrad) {
             Kernels::Direct(isa) => direct::input_grad(weight, output_grad, &g, isa),
             Kernels::Gemm => input_grad::input_grad(weight, output_grad, &g),
         };
@@ -205,10 +218,12 @@ impl ConvEngineBackend for Flex {
             "conv2d output gradient"
         );
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
-        tensor(
-            weight_grad::weight_grad(f32s(&x), f32s(&output_grad), &g),
-            weight.shape(),
-        )
+        let (x, output_grad) = (f32s(&x), f32s(&output_grad));
+        let weight_grad = match kernels_for(&g, Pass::WeightGrad) {
+            Kernels::Direct(isa) => direct::weight_grad(x, output_grad, &g, isa),
+            Kernels::Gemm => weight_grad::weight_grad(x, output_grad, &g),
+        };
+        tensor(weight_grad, weight.shape())
     }
 }
 

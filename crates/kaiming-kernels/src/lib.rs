@@ -1,21 +1,25 @@
 //! CPU kernels for burn's `flex` backend, where profiling showed burn's generic
 //! implementations spending most of a ResNet step, registered through burn's backend
 //! extension so autodiff, the `Dispatch` backend and every other backend keep working. Anywhere
-//! a kernel does not apply (another backend, f16/bf16, inference, a frozen layer, a grouped
-//! convolution) these functions call burn's own module.
+//! a kernel does not apply (another backend, f16/bf16, a frozen layer, a grouped convolution,
+//! a CPU without AVX2) these functions call burn's own module.
 //!
-//! - [`batch_norm`] and [`batch_norm_relu`]: training-mode batch norm (and the ReLU after
-//!   it). Burn runs it on flex as generic tensor operations: two full layout copies
-//!   (`swap_dims` + `reshape`) for the per-channel statistics and about twenty passes over the
-//!   activation, each into a fresh buffer. Here it takes two passes forward and two backward,
-//!   the ReLU included.
 //! - [`conv2d`]: the convolution engine — forward, input gradient and weight gradient, in
-//!   training and in evaluation — as GEMMs over chunks of the batch, with working buffers
-//!   reused across calls (see the `conv` module).
+//!   training and in evaluation. Direct kernels (AVX-512 or AVX2, picked at run time) for the
+//!   stride-1 layers with up to 128 channels and rows of 16 or more; GEMMs over chunks of the
+//!   batch for the rest and for every weight gradient; working buffers reused across calls,
+//!   outputs written without being cleared first (see the `conv` module).
+//! - [`batch_norm`] and [`batch_norm_relu`]: batch norm (and the ReLU after it). In training
+//!   burn runs it on flex as generic tensor operations: two full layout copies (`swap_dims` +
+//!   `reshape`) for the per-channel statistics and about twenty passes over the activation,
+//!   each into a fresh buffer; here it takes two passes forward and two backward, the ReLU
+//!   included. In evaluation it is one pass.
 //! - [`add_relu`]: the closing `relu(branch + shortcut)` of a residual block in one pass each
 //!   way.
 //!
-//! [`with_burn_path`] and `KAIMING_KERNELS=burn` send everything back to burn, for comparisons.
+//! [`with_burn_path`] and `KAIMING_KERNELS=burn` send everything back to burn, for comparisons;
+//! [`with_conv_choice`], `KAIMING_CONV=gemm|direct` and `KAIMING_CONV_ISA=avx2|avx512` force
+//! the convolution engine's algorithm and instruction set.
 
 mod batch_norm;
 mod conv;

@@ -13,6 +13,10 @@
 //!
 //! The input gradient of such a convolution is the same kind of convolution of the output
 //! gradient, with the kernel flipped and its channel axes swapped, and padding `k − 1 − p`.
+//! The weight gradient reads the same padded planes: for each tap, `dW[o, c]` is the dot
+//! product of output channel `o`'s gradient, widened to the padded rows with zeros in the
+//! discarded columns, with input plane `c` shifted by the tap's offset; a tile of `OB × CB`
+//! channel pairs accumulates `OB·CB` products per `OB + CB` loads.
 
 use std::ops::Range;
 
@@ -46,7 +50,8 @@ struct Plan {
     wp: usize,
     /// Floats per padded input plane.
     plane: usize,
-    /// Output columns.
+    /// Output rows and columns.
+    oh: usize,
     ow: usize,
     /// Wide output positions per channel (`OH·Wp`), rounded up to whole tiles.
     q_stride: usize,
@@ -71,6 +76,7 @@ impl Plan {
             kernel,
             wp,
             plane,
+            oh: g.out_height,
             ow: g.out_width,
             q_stride,
             padded_len,
@@ -144,6 +150,76 @@ pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa:
     forward(output_grad, &flipped, &transposed, isa)
 }
 
+/// Input channels per weight-gradient tile.
+const CB: usize = 4;
+
+/// The weight gradient `[C_out, C_in, k, k]`, flattened, of [`forward`], given `x` and the
+/// output gradient, both contiguous. Each thread sums a fixed share of the batch and the shares
+/// are added in order, so the result does not depend on scheduling.
+pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    let taps = g.kernel[0] * g.kernel[1];
+    let len = g.channels_out * g.channels_in * taps;
+    if g.is_empty() {
+        return vec![0.0; len];
+    }
+    let plan = Plan::new(g, isa.tile());
+    let image_len = g.channels_in * g.in_positions();
+    let grad_len = g.channels_out * g.out_positions();
+    let shares = rayon::current_num_threads().clamp(1, g.batch);
+    let partials: Vec<Vec<f32>> = (0..shares)
+        .into_par_iter()
+        .map(|share| {
+            let mut weight_grad = vec![0f32; len];
+            with_scratch(|scratch| {
+                let Scratch {
+                    columns, product, ..
+                } = scratch;
+                for image in share * g.batch / shares..(share + 1) * g.batch / shares {
+                    let padded = prefix(columns, plan.padded_len);
+                    pad(
+                        &x[image * image_len..][..image_len],
+                        g.height,
+                        g.width,
+                        g.padding,
+                        &plan,
+                        padded,
+                    );
+                    let wide = prefix(product, plan.channels_out * plan.q_stride);
+                    widen(&output_grad[image * grad_len..][..grad_len], &plan, wide);
+                    isa.accumulate_weight_grad(padded, wide, &plan, &mut weight_grad);
+                }
+            });
+            weight_grad
+        })
+        .collect();
+    partials
+        .into_iter()
+        .reduce(|mut sum, partial| {
+            sum.iter_mut().zip(&partial).for_each(|(s, p)| *s += p);
+            sum
+        })
+        .unwrap_or_default()
+}
+
+/// Copies one image's output gradient (`[C_out, OH, OW]`) into `wide` (`[C_out, q_stride]`,
+/// rows `Wp` apart), zero in the discarded columns and past the last row, so the wide dot
+/// products count only real outputs.
+fn widen(output_grad: &[f32], plan: &Plan, wide: &mut [f32]) {
+    for (source, target) in output_grad
+        .chunks_exact(plan.oh * plan.ow)
+        .zip(wide.chunks_exact_mut(plan.q_stride))
+    {
+        for (source, target) in source
+            .chunks_exact(plan.ow)
+            .zip(target.chunks_exact_mut(plan.wp))
+        {
+            target[..plan.ow].copy_from_slice(source);
+            target[plan.ow..].fill(0.0);
+        }
+        target[plan.oh * plan.wp..].fill(0.0);
+    }
+}
+
 /// Copies `image` (`[C_in, H, W]`) into `padded` (`[C_in, Hp, Wp]` plus slack), zero outside
 /// the image; the slack past the last plane is zeroed too, so every float the kernel reads is
 /// written here.
@@ -182,6 +258,8 @@ trait Vector: Copy {
     unsafe fn splat(from: *const f32) -> Self;
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     unsafe fn store(self, to: *mut f32);
+    /// The sum of the lanes.
+    unsafe fn sum(self) -> f32;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -220,6 +298,12 @@ mod x86 {
         unsafe fn store(self, to: *mut f32) {
             unsafe { _mm512_storeu_ps(to, self.0) }
         }
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            let mut lanes = [0f32; 16];
+            unsafe { self.store(lanes.as_mut_ptr()) };
+            lanes.iter().sum()
+        }
     }
 
     impl Vector for Avx2 {
@@ -244,6 +328,12 @@ mod x86 {
         unsafe fn store(self, to: *mut f32) {
             unsafe { _mm256_storeu_ps(to, self.0) }
         }
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            let mut lanes = [0f32; 8];
+            unsafe { self.store(lanes.as_mut_ptr()) };
+            lanes.iter().sum()
+        }
     }
 
     /// # Safety
@@ -256,6 +346,30 @@ mod x86 {
         wide: &mut [f32],
     ) {
         unsafe { super::image::<Avx512, 4>(padded, weight, plan, wide) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the slices are as [`super::weight_grad_image`] requires.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_grad_avx512(
+        padded: &[f32],
+        wide: &[f32],
+        plan: &super::Plan,
+        weight_grad: &mut [f32],
+    ) {
+        unsafe { super::weight_grad_image::<Avx512>(padded, wide, plan, weight_grad) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the slices are as [`super::weight_grad_image`] requires.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weight_grad_avx2(
+        padded: &[f32],
+        wide: &[f32],
+        plan: &super::Plan,
+        weight_grad: &mut [f32],
+    ) {
+        unsafe { super::weight_grad_image::<Avx2>(padded, wide, plan, weight_grad) }
     }
 
     /// # Safety
@@ -300,6 +414,33 @@ impl Isa {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no direct convolution kernels on this architecture")
     }
+
+    /// Adds one image's weight gradient to `weight_grad`, from its padded planes and widened
+    /// output gradient, on this instruction set.
+    fn accumulate_weight_grad(
+        self,
+        padded: &[f32],
+        wide: &[f32],
+        plan: &Plan,
+        weight_grad: &mut [f32],
+    ) {
+        assert!(padded.len() >= plan.padded_len);
+        assert!(wide.len() >= plan.channels_out * plan.q_stride);
+        assert_eq!(
+            weight_grad.len(),
+            plan.channels_out * plan.channels_in * plan.kernel * plan.kernel
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `run`.
+        unsafe {
+            match self {
+                Isa::Avx512 => x86::weight_grad_avx512(padded, wide, plan, weight_grad),
+                Isa::Avx2 => x86::weight_grad_avx2(padded, wide, plan, weight_grad),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no direct convolution kernels on this architecture")
+    }
 }
 
 /// The wide output `[C_out, q_stride]` of one image from its padded planes.
@@ -314,18 +455,36 @@ unsafe fn image<V: Vector, const QV: usize>(
     plan: &Plan,
     wide: &mut [f32],
 ) {
+    // 3×3, every convolution of the ResNets but the 7×7 stem, with its taps unrolled.
+    match plan.kernel {
+        3 => unsafe { image_with::<V, QV, 3>(padded, weight, plan, wide) },
+        _ => unsafe { image_with::<V, QV, 0>(padded, weight, plan, wide) },
+    }
+}
+
+/// [`image`] for a kernel of `K × K` (`K = 0`: the plan's size, not known at compile time).
+///
+/// # Safety
+/// As [`image`], with `K` zero or the plan's kernel size.
+#[inline(always)]
+unsafe fn image_with<V: Vector, const QV: usize, const K: usize>(
+    padded: &[f32],
+    weight: &[f32],
+    plan: &Plan,
+    wide: &mut [f32],
+) {
     let tile = V::LANES * QV;
     let full = plan.channels_out / OB * OB;
     // Output channels outermost: a block's weights (`OB · C_in · k²` floats) stay in the L1
     // cache while its positions sweep the padded planes, which stay in L2.
     for o in (0..full).step_by(OB) {
         for q in (0..plan.q_stride).step_by(tile) {
-            unsafe { tile_of::<V, OB, QV>(padded, weight, plan, wide, o..o + OB, q) };
+            unsafe { tile_of::<V, OB, QV, K>(padded, weight, plan, wide, o..o + OB, q) };
         }
     }
     for o in full..plan.channels_out {
         for q in (0..plan.q_stride).step_by(tile) {
-            unsafe { tile_of::<V, 1, QV>(padded, weight, plan, wide, o..o + 1, q) };
+            unsafe { tile_of::<V, 1, QV, K>(padded, weight, plan, wide, o..o + 1, q) };
         }
     }
 }
@@ -333,9 +492,9 @@ unsafe fn image<V: Vector, const QV: usize>(
 /// Output channels `outputs` (`N` of them) × positions `q..q + QV·LANES` of the wide output.
 ///
 /// # Safety
-/// As [`image`]; `q + QV·LANES ≤ q_stride` and `outputs` within `C_out`.
+/// As [`image_with`]; `q + QV·LANES ≤ q_stride` and `outputs` within `C_out`.
 #[inline(always)]
-unsafe fn tile_of<V: Vector, const N: usize, const QV: usize>(
+unsafe fn tile_of<V: Vector, const N: usize, const QV: usize, const K: usize>(
     padded: &[f32],
     weight: &[f32],
     plan: &Plan,
@@ -343,7 +502,7 @@ unsafe fn tile_of<V: Vector, const N: usize, const QV: usize>(
     outputs: Range<usize>,
     q: usize,
 ) {
-    let k = plan.kernel;
+    let k = if K == 0 { plan.kernel } else { K };
     let taps = k * k;
     let per_output = plan.channels_in * taps;
     let mut acc = [[unsafe { V::zero() }; QV]; N];
@@ -377,6 +536,95 @@ unsafe fn tile_of<V: Vector, const N: usize, const QV: usize>(
         for (v, acc) in acc.iter().enumerate() {
             // SAFETY: `(outputs.start + n)·q_stride + q + (v + 1)·LANES ≤ C_out · q_stride`.
             unsafe { acc.store(out.add((outputs.start + n) * plan.q_stride + q + v * V::LANES)) };
+        }
+    }
+}
+
+/// Adds to `weight_grad` (`[C_out, C_in, k, k]`) one image's contribution.
+///
+/// # Safety
+/// `padded` holds `plan.padded_len` floats, `wide` `C_out · q_stride`; inlined only into
+/// functions compiled for `V`'s instruction set.
+#[inline(always)]
+unsafe fn weight_grad_image<V: Vector>(
+    padded: &[f32],
+    wide: &[f32],
+    plan: &Plan,
+    weight_grad: &mut [f32],
+) {
+    let k = plan.kernel;
+    for kh in 0..k {
+        for kw in 0..k {
+            let (tap, offset) = (kh * k + kw, kh * plan.wp + kw);
+            for o in (0..plan.channels_out).step_by(OB) {
+                for c in (0..plan.channels_in).step_by(CB) {
+                    let at = Pair { o, c, tap, offset };
+                    let whole = o + OB <= plan.channels_out && c + CB <= plan.channels_in;
+                    if whole {
+                        // SAFETY: as this function's; the tile lies inside the channels.
+                        unsafe { pair_block::<V, OB, CB>(padded, wide, plan, weight_grad, at) };
+                        continue;
+                    }
+                    // The remainder channels, one pair at a time.
+                    for o in o..(o + OB).min(plan.channels_out) {
+                        for c in c..(c + CB).min(plan.channels_in) {
+                            let at = Pair { o, c, ..at };
+                            // SAFETY: as above.
+                            unsafe { pair_block::<V, 1, 1>(padded, wide, plan, weight_grad, at) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where a weight-gradient tile starts: first output and input channel, tap, and the tap's
+/// offset on the padded plane.
+#[derive(Clone, Copy)]
+struct Pair {
+    o: usize,
+    c: usize,
+    tap: usize,
+    offset: usize,
+}
+
+/// `dW[o..o + NO, c..c + NC, tap] += Σ_q wide[o][q] · padded[c][q + offset]`.
+///
+/// # Safety
+/// As [`weight_grad_image`], with `at.o + NO ≤ C_out` and `at.c + NC ≤ C_in`.
+#[inline(always)]
+unsafe fn pair_block<V: Vector, const NO: usize, const NC: usize>(
+    padded: &[f32],
+    wide: &[f32],
+    plan: &Plan,
+    weight_grad: &mut [f32],
+    at: Pair,
+) {
+    let taps = plan.kernel * plan.kernel;
+    let mut acc = [[unsafe { V::zero() }; NC]; NO];
+    let (x, dy) = (padded.as_ptr(), wide.as_ptr());
+    for q in (0..plan.q_stride).step_by(V::LANES) {
+        // SAFETY: `q + LANES ≤ q_stride`, so the widened gradient reads stay in `C_out ·
+        // q_stride`, and the padded reads in `padded_len` (`Plan::new`).
+        unsafe {
+            let mut inputs = [V::zero(); NC];
+            for (n, input) in inputs.iter_mut().enumerate() {
+                *input = V::load(x.add((at.c + n) * plan.plane + at.offset + q));
+            }
+            for (n, acc) in acc.iter_mut().enumerate() {
+                let grad = V::load(dy.add((at.o + n) * plan.q_stride + q));
+                for (acc, input) in acc.iter_mut().zip(inputs) {
+                    *acc = V::fma(grad, input, *acc);
+                }
+            }
+        }
+    }
+    for (n, acc) in acc.iter().enumerate() {
+        for (m, acc) in acc.iter().enumerate() {
+            let index = ((at.o + n) * plan.channels_in + at.c + m) * taps + at.tap;
+            // SAFETY: as above.
+            weight_grad[index] += unsafe { acc.sum() };
         }
     }
 }
