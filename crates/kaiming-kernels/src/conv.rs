@@ -1,6 +1,6 @@
 //! The convolution engine: every 2-D convolution of the ResNets and plain nets on flex in f32
-//! — forward, input gradient and weight gradient, training and evaluation — as GEMMs over
-//! chunks of the batch.
+//! — forward, input gradient and weight gradient, training and evaluation — by direct kernels
+//! (`direct`) for the narrow stride-1 layers and as GEMMs over chunks of the batch for the rest.
 //!
 //! Burn's flex backend runs one GEMM per image and 512-position tile (16 columns wide at
 //! ResNet-18's last stage), the input gradient as a transposed convolution with scalar inner
@@ -144,7 +144,10 @@ fn kernels_for(g: &Geometry, pass: Pass) -> Kernels {
 /// whole image once per channel pair, up to 64.
 fn direct_pays(g: &Geometry, pass: Pass) -> bool {
     let widest = g.channels_in.max(g.channels_out);
-    g.out_width >= 16
+    // The direct kernels spread images over threads; a smaller batch leaves threads idle,
+    // where the GEMM path spreads one product over all of them.
+    g.batch >= rayon::current_num_threads()
+        && g.out_width >= 16
         && match pass {
             Pass::Forward | Pass::InputGrad => widest <= 128,
             Pass::WeightGrad => widest <= 64,

@@ -6,8 +6,8 @@
 //!
 //! - [`conv2d`]: the convolution engine — forward, input gradient and weight gradient, in
 //!   training and in evaluation. Direct kernels (AVX-512 or AVX2, picked at run time) for the
-//!   stride-1 layers with up to 128 channels and rows of 16 or more; GEMMs over chunks of the
-//!   batch for the rest and for every weight gradient; working buffers reused across calls,
+//!   stride-1 layers with rows of 16 or more outputs (up to 128 channels, 64 for the weight
+//!   gradient); GEMMs over chunks of the batch for the rest; working buffers reused across calls,
 //!   outputs written without being cleared first (see the `conv` module).
 //! - [`batch_norm`] and [`batch_norm_relu`]: batch norm (and the ReLU after it). In training
 //!   burn runs it on flex as generic tensor operations: two full layout copies (`swap_dims` +

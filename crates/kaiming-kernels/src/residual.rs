@@ -26,7 +26,7 @@ const TASK: usize = 1 << 14;
 
 /// `relu(branch + shortcut)`, fused on flex in f32 (training and evaluation) for inputs of the
 /// same shape; burn's two operations everywhere else. Equal to burn's to the bit: the same
-/// one addition and comparison per element.
+/// one addition per element, and burn's ReLU (NaN passes through, as in PyTorch).
 pub fn add_relu<const D: usize>(branch: Tensor<D>, shortcut: Tensor<D>) -> Tensor<D> {
     let applies = kernels_enabled()
         && on_flex(&branch.device())
@@ -70,7 +70,8 @@ impl FusedAddReluBackend for Flex {
             .zip(a.par_chunks(TASK).zip(b.par_chunks(TASK)))
             .for_each(|(output, (a, b))| {
                 for ((output, a), b) in output.iter_mut().zip(a).zip(b) {
-                    output.write((a + b).max(0.0));
+                    let sum = a + b;
+                    output.write(if sum.is_nan() || sum > 0.0 { sum } else { 0.0 });
                 }
             });
         // SAFETY: every element was written above.
@@ -78,7 +79,8 @@ impl FusedAddReluBackend for Flex {
     }
 
     fn fused_add_relu_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
-        if output.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+        let f32_inputs = output.dtype() == DType::F32 && output_grad.dtype() == DType::F32;
+        if !f32_inputs || output.shape() != output_grad.shape() {
             return Flex::relu_backward(output, output_grad);
         }
         let shape = output.shape();
@@ -89,7 +91,9 @@ impl FusedAddReluBackend for Flex {
             .zip(output.par_chunks(TASK).zip(output_grad.par_chunks(TASK)))
             .for_each(|(grad, (output, output_grad))| {
                 for ((grad, output), output_grad) in grad.iter_mut().zip(output).zip(output_grad) {
-                    grad.write(if *output > 0.0 { *output_grad } else { 0.0 });
+                    // Burn's mask: zero where the output is at most zero (NaN keeps its gradient).
+                    let blocked = *output <= 0.0;
+                    grad.write(if blocked { 0.0 } else { *output_grad });
                 }
             });
         // SAFETY: every element was written above.

@@ -13,7 +13,7 @@ use burn::tensor::Device;
 pub const KERNELS_VARIABLE: &str = "KAIMING_KERNELS";
 
 /// The environment variable that picks the convolution engine's algorithm: `auto` (the
-/// default: by the measured rules of `conv::algorithm`), `gemm` (im2col GEMMs everywhere) or
+/// default: by the measured rules of `conv::direct_pays`), `gemm` (im2col GEMMs everywhere) or
 /// `direct` (the direct kernels wherever they apply).
 pub const CONV_ALGORITHM_VARIABLE: &str = "KAIMING_CONV";
 

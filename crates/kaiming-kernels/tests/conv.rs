@@ -206,6 +206,11 @@ fn matches_burn_on_awkward_shapes() {
     check(config([4, 6], 5, 1, 2), [3, 4, 8, 13]);
     check(config([5, 9], 5, 1, 1), [2, 5, 9, 9]);
     check(config([6, 5], 3, 1, 1), [2, 6, 3, 70]);
+    // Padding wider than the image (some taps read no column at all), and padding of at least
+    // the kernel size (no direct kernels: their input gradient would need negative padding).
+    check(config([2, 3], 7, 1, 3), [2, 2, 5, 2]);
+    check(config([2, 3], 7, 2, 3), [2, 2, 5, 2]);
+    check(config([2, 3], 3, 1, 3), [2, 2, 5, 5]);
     check(config([6, 4], 3, 1, 0).with_bias(true), [3, 6, 7, 7]);
     check(config([2, 3], 3, 1, 2).with_dilation([2, 2]), [2, 2, 9, 9]);
     check(

@@ -18,6 +18,9 @@
 //! discarded columns, with input plane `c` shifted by the tap's offset; a tile of `OB × CB`
 //! channel pairs accumulates `OB·CB` products per `OB + CB` loads.
 
+// The kernels exist only for x86_64; elsewhere `covers` is never asked (no `Isa` exists).
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -30,14 +33,25 @@ use crate::unfilled;
 /// Output channels per register tile.
 const OB: usize = 4;
 
+/// Register tile of the AVX-512 kernels: vectors of consecutive positions.
+const AVX512_VECTORS: usize = 4;
+
+/// Register tile of the AVX2 kernels (half the registers of AVX-512).
+const AVX2_VECTORS: usize = 2;
+
 /// Whether the direct kernels compute `g`: stride 1, no dilation, a square odd kernel no wider
-/// than 7 (the padded plane then holds every tap in one row offset).
+/// than 7, padding below the kernel size (so the input gradient's padding `k − 1 − p` is not
+/// negative), and no empty plane.
 pub(crate) fn covers(g: &Geometry) -> bool {
+    let k = g.kernel[0];
     g.stride == [1, 1]
         && g.dilation == [1, 1]
         && g.kernel[0] == g.kernel[1]
-        && g.kernel[0] % 2 == 1
-        && g.kernel[0] <= 7
+        && k % 2 == 1
+        && k <= 7
+        && g.padding.iter().all(|&p| p < k)
+        && g.in_positions() > 0
+        && g.out_positions() > 0
 }
 
 /// The sizes of one image's padded planes and wide output.
@@ -203,7 +217,9 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
 
 /// Copies one image's output gradient (`[C_out, OH, OW]`) into `wide` (`[C_out, q_stride]`,
 /// rows `Wp` apart), zero in the discarded columns and past the last row, so the wide dot
-/// products count only real outputs.
+/// products count only real outputs. (Those zeros still multiply input values of the padded
+/// planes; an infinite input there would turn the sum into NaN, as it would in burn's own
+/// convolution of such an input.)
 fn widen(output_grad: &[f32], plan: &Plan, wide: &mut [f32]) {
     for (source, target) in output_grad
         .chunks_exact(plan.oh * plan.ow)
@@ -345,7 +361,7 @@ mod x86 {
         plan: &super::Plan,
         wide: &mut [f32],
     ) {
-        unsafe { super::image::<Avx512, 4>(padded, weight, plan, wide) }
+        unsafe { super::image::<Avx512, { super::AVX512_VECTORS }>(padded, weight, plan, wide) }
     }
 
     /// # Safety
@@ -381,7 +397,7 @@ mod x86 {
         plan: &super::Plan,
         wide: &mut [f32],
     ) {
-        unsafe { super::image::<Avx2, 2>(padded, weight, plan, wide) }
+        unsafe { super::image::<Avx2, { super::AVX2_VECTORS }>(padded, weight, plan, wide) }
     }
 }
 
@@ -389,8 +405,8 @@ impl Isa {
     /// Output positions per register tile.
     fn tile(self) -> usize {
         match self {
-            Isa::Avx512 => 16 * 4,
-            Isa::Avx2 => 8 * 2,
+            Isa::Avx512 => 16 * AVX512_VECTORS,
+            Isa::Avx2 => 8 * AVX2_VECTORS,
         }
     }
 
@@ -403,8 +419,8 @@ impl Isa {
             plan.channels_out * plan.channels_in * plan.kernel * plan.kernel
         );
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa` values are only made for CPUs that have the instruction set
-        // (`routing::conv_isa`), and the slice lengths were checked above.
+        // SAFETY: the engine gets its `Isa` from `routing::conv_choice`, which returns only
+        // instruction sets this CPU has (`Isa::supported`); the slice lengths were checked above.
         unsafe {
             match self {
                 Isa::Avx512 => x86::image_avx512(padded, weight, plan, wide),
@@ -474,6 +490,11 @@ unsafe fn image_with<V: Vector, const QV: usize, const K: usize>(
     wide: &mut [f32],
 ) {
     let tile = V::LANES * QV;
+    assert_eq!(
+        plan.q_stride % tile,
+        0,
+        "the plan's tiles are this kernel's"
+    );
     let full = plan.channels_out / OB * OB;
     // Output channels outermost: a block's weights (`OB · C_in · k²` floats) stay in the L1
     // cache while its positions sweep the padded planes, which stay in L2.

@@ -27,8 +27,8 @@ fn valid(outputs: usize, inputs: usize, stride: usize, offset: isize) -> Range<u
     (first as usize).min(end)..end
 }
 
-/// Where kernel tap `(kh, kw)` reads for output row `oh`, and which output columns read
-/// inside the image (`None`: the whole row is padding).
+/// Which output columns of a row read inside the image at kernel column `kw`, and the offset
+/// from an output column to the input column it reads.
 struct Tap {
     columns: Range<usize>,
     column_offset: isize,
@@ -80,6 +80,10 @@ pub(crate) fn im2col(x: &[f32], g: &Geometry, images: Range<usize>, columns: &mu
                     };
                     let source = &source[ih * g.width..][..g.width];
                     let inside = tap.columns.clone();
+                    if inside.is_empty() {
+                        out.fill(0.0);
+                        continue;
+                    }
                     out[..inside.start].fill(0.0);
                     out[inside.end..].fill(0.0);
                     let first = tap.input_column(inside.start, stride);
