@@ -138,19 +138,22 @@ fn kernels_for(g: &Geometry, pass: Pass) -> Kernels {
 }
 
 /// Where the direct kernels beat im2col + GEMM, measured per pass with `cargo bench --bench
-/// conv` (`benches/README.md`). They need rows of at least 16 outputs: narrower rows waste most
-/// of a register tile on padding columns, and GEMMs over many images win there. The forward
-/// pass and input gradient win up to 128 channels; the weight gradient, whose tiles sweep the
-/// whole image once per channel pair, up to 64.
+/// conv` (`benches/README.md`). Narrow rows waste part of each register tile on padding
+/// columns, and GEMMs over many images win there unless the layer is narrow too: the forward
+/// pass and input gradient take the direct kernels up to 128 channels on rows of 16 or more
+/// outputs and up to 64 on rows of 8; the weight gradient, whose tiles sweep the whole image
+/// once per channel pair, up to 64 channels on rows of 16 or more.
 fn direct_pays(g: &Geometry, pass: Pass) -> bool {
     let widest = g.channels_in.max(g.channels_out);
+    let row = g.out_width;
     // The direct kernels spread images over threads; a smaller batch leaves threads idle,
     // where the GEMM path spreads one product over all of them.
     g.batch >= rayon::current_num_threads()
-        && g.out_width >= 16
         && match pass {
-            Pass::Forward | Pass::InputGrad => widest <= 128,
-            Pass::WeightGrad => widest <= 64,
+            Pass::Forward | Pass::InputGrad => {
+                (row >= 16 && widest <= 128) || (row >= 8 && widest <= 64)
+            }
+            Pass::WeightGrad => row >= 16 && widest <= 64,
         }
 }
 
