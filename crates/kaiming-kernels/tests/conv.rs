@@ -10,20 +10,10 @@ use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use common::assert_close;
+use common::{assert_close, uniform};
 use kaiming_kernels::{
     ConvAlgorithm, ConvChoice, Isa, conv2d, engine_options, with_burn_path, with_conv_choice,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-fn uniform(shape: [usize; 4], seed: u64) -> TensorData {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<f32> = (0..shape.iter().product::<usize>())
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect();
-    TensorData::new(values, shape)
-}
 
 /// A copy of `conv` with its own parameter tensors (so two graphs can run backward).
 fn twin(conv: &Conv2d, device: &Device) -> Conv2d {

@@ -1,19 +1,12 @@
 //! The fused residual closing `relu(branch + shortcut)` against burn's add and ReLU: output
 //! and both inputs' gradients, on flex with and without autodiff; other cases go to burn.
 
+mod common;
+
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use common::uniform;
 use kaiming_kernels::{add_relu, with_burn_path};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-fn uniform(shape: [usize; 4], seed: u64) -> TensorData {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<f32> = (0..shape.iter().product::<usize>())
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect();
-    TensorData::new(values, shape)
-}
 
 /// Output and the gradients of both inputs (where they require one) under `f`.
 fn pass(

@@ -26,6 +26,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
+use super::weight_grad::sum_in_order;
 use crate::routing::Isa;
 use crate::scratch::{Scratch, prefix, with_scratch};
 use crate::unfilled;
@@ -179,16 +180,16 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
     let plan = Plan::new(g, isa.tile());
     let image_len = g.channels_in * g.in_positions();
     let grad_len = g.channels_out * g.out_positions();
-    let shares = rayon::current_num_threads().clamp(1, g.batch);
-    let partials: Vec<Vec<f32>> = (0..shares)
+    let partials: Vec<Vec<f32>> = g
+        .shares()
         .into_par_iter()
-        .map(|share| {
+        .map(|images| {
             let mut weight_grad = vec![0f32; len];
             with_scratch(|scratch| {
                 let Scratch {
                     columns, product, ..
                 } = scratch;
-                for image in share * g.batch / shares..(share + 1) * g.batch / shares {
+                for image in images {
                     let padded = prefix(columns, plan.padded_len);
                     pad(
                         &x[image * image_len..][..image_len],
@@ -206,13 +207,7 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
             weight_grad
         })
         .collect();
-    partials
-        .into_iter()
-        .reduce(|mut sum, partial| {
-            sum.iter_mut().zip(&partial).for_each(|(s, p)| *s += p);
-            sum
-        })
-        .unwrap_or_default()
+    sum_in_order(partials)
 }
 
 /// Copies one image's output gradient (`[C_out, OH, OW]`) into `wide` (`[C_out, q_stride]`,

@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
-use super::im2col::im2col;
-use super::matmul::{Threads, View, matmul, matmul_into};
+use super::im2col::input_columns;
+use super::matmul::{View, matmul, matmul_into};
 use crate::scratch::{Scratch, prefix, with_scratch};
 use crate::unfilled;
 
@@ -18,15 +18,9 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
         return vec![0.0; g.batch * per_image];
     }
     let mut output = unfilled::buffer(g.batch * per_image);
-    let threads = rayon::current_num_threads();
-    let size = g.images_per_chunk(threads);
-    let gemm_threads = match g.batch.div_ceil(size) < threads {
-        true => Threads::All,
-        false => Threads::Caller,
-    };
+    let (size, gemm_threads) = g.chunking();
     let weights = g.weights_per_output();
     let w = View::rows(weight, g.channels_out, weights, weights);
-    let image_len = g.channels_in * g.in_positions();
 
     output
         .par_chunks_mut(size * per_image)
@@ -39,14 +33,7 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
                 let Scratch {
                     columns, product, ..
                 } = scratch;
-                let rhs = match g.is_pointwise() && count == 1 {
-                    true => View::rows(&x[first * image_len..][..image_len], weights, k, k),
-                    false => {
-                        let columns = prefix(columns, weights * k);
-                        im2col(x, g, first..first + count, columns);
-                        View::rows(columns, weights, k, k)
-                    }
-                };
+                let rhs = input_columns(x, g, first, count, columns);
                 if count == 1 {
                     matmul_into(output, positions, w, rhs, gemm_threads);
                     return;

@@ -1,7 +1,11 @@
 //! The sizes of a convolution and how its batch is cut into GEMM-sized chunks.
 
+use std::ops::Range;
+
 use burn::backend::ops::ConvOptions;
 use burn::tensor::Shape;
+
+use super::matmul::Threads;
 
 /// GEMM columns (output positions) a chunk aims for. A 3×3 layer's product is
 /// `[C_out, C_in·9] · [C_in·9, columns]`: below about a thousand columns the GEMM's packing
@@ -101,5 +105,26 @@ impl Geometry {
         let affordable = COLUMNS_BUDGET / (positions * self.weights_per_output()).max(1);
         let share = self.batch.div_ceil(threads.max(1));
         wanted.min(affordable).min(share).max(1)
+    }
+
+    /// Images per chunk for `rayon`'s current threads, and who runs each chunk's GEMM: the
+    /// calling thread when there are chunks for every thread, else all threads.
+    pub fn chunking(&self) -> (usize, Threads) {
+        let threads = rayon::current_num_threads();
+        let size = self.images_per_chunk(threads);
+        let gemm_threads = match self.batch.div_ceil(size) < threads {
+            true => Threads::All,
+            false => Threads::Caller,
+        };
+        (size, gemm_threads)
+    }
+
+    /// The batch cut into one fixed share per thread (fewer for a smaller batch): summing
+    /// per-share gradients in this order makes the result independent of scheduling.
+    pub fn shares(&self) -> Vec<Range<usize>> {
+        let shares = rayon::current_num_threads().clamp(1, self.batch.max(1));
+        (0..shares)
+            .map(|share| share * self.batch / shares..(share + 1) * self.batch / shares)
+            .collect()
     }
 }

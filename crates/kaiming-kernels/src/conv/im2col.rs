@@ -10,6 +10,8 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::geometry::Geometry;
+use super::matmul::View;
+use crate::scratch::prefix;
 use crate::unfilled;
 
 /// The output indices `o` in `0..outputs` whose input index `o·stride + offset` lies in
@@ -151,6 +153,57 @@ pub(crate) fn col2im(
                 }
             }
         });
+}
+
+/// The columns of images `first..first + count` of `x` as a `[C_in·KH·KW, count·OH·OW]` view:
+/// the image itself for one image of a pointwise convolution, else built into `columns`.
+pub(crate) fn input_columns<'a>(
+    x: &'a [f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    columns: &'a mut Vec<f32>,
+) -> View<'a> {
+    let (weights, k) = (g.weights_per_output(), count * g.out_positions());
+    let image_len = g.channels_in * g.in_positions();
+    if g.is_pointwise() && count == 1 {
+        return View::rows(&x[first * image_len..][..image_len], weights, k, k);
+    }
+    let columns = prefix(columns, weights * k);
+    im2col(x, g, first..first + count, columns);
+    View::rows(columns, weights, k, k)
+}
+
+/// `[count·positions]` columns of `output_grad` (`[N, C_out, positions]`) for images
+/// `first..first + count`, as a `[C_out, count·positions]` view: the images themselves for one
+/// image, else gathered into `gathered`.
+pub(crate) fn gradient_columns<'a>(
+    output_grad: &'a [f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    gathered: &'a mut Vec<f32>,
+) -> View<'a> {
+    let positions = g.out_positions();
+    let per_image = g.channels_out * positions;
+    let k = count * positions;
+    if count == 1 {
+        return View::rows(
+            &output_grad[first * per_image..][..per_image],
+            g.channels_out,
+            k,
+            k,
+        );
+    }
+    let gathered = prefix(gathered, g.channels_out * k);
+    for (o, row) in gathered.chunks_exact_mut(k).enumerate() {
+        for (image, row) in row.chunks_exact_mut(positions).enumerate() {
+            row.copy_from_slice(
+                &output_grad[((first + image) * g.channels_out + o) * positions..][..positions],
+            );
+        }
+    }
+    View::rows(gathered, g.channels_out, k, k)
 }
 
 #[cfg(test)]

@@ -5,42 +5,10 @@
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
-use super::im2col::col2im;
-use super::matmul::{Threads, View, matmul, matmul_into};
+use super::im2col::{col2im, gradient_columns};
+use super::matmul::{View, matmul, matmul_into};
 use crate::scratch::{Scratch, prefix, with_scratch};
 use crate::unfilled;
-
-/// `[count·positions]` columns of `output_grad` (`[N, C_out, positions]`) for images
-/// `first..first + count`, as a `[C_out, count·positions]` view: the images themselves for one
-/// image, else gathered into `gathered`.
-pub(crate) fn gradient_columns<'a>(
-    output_grad: &'a [f32],
-    g: &Geometry,
-    first: usize,
-    count: usize,
-    gathered: &'a mut Vec<f32>,
-) -> View<'a> {
-    let positions = g.out_positions();
-    let per_image = g.channels_out * positions;
-    let k = count * positions;
-    if count == 1 {
-        return View::rows(
-            &output_grad[first * per_image..][..per_image],
-            g.channels_out,
-            k,
-            k,
-        );
-    }
-    let gathered = prefix(gathered, g.channels_out * k);
-    for (o, row) in gathered.chunks_exact_mut(k).enumerate() {
-        for (image, row) in row.chunks_exact_mut(positions).enumerate() {
-            row.copy_from_slice(
-                &output_grad[((first + image) * g.channels_out + o) * positions..][..positions],
-            );
-        }
-    }
-    View::rows(gathered, g.channels_out, k, k)
-}
 
 /// The gradient `[N, C_in, H, W]`, flattened, with respect to `x`, given `weight`
 /// (`[C_out, C_in, KH, KW]`) and the output gradient (`[N, C_out, OH, OW]`), both contiguous.
@@ -50,12 +18,7 @@ pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> V
         return vec![0.0; g.batch * image_len];
     }
     let mut x_grad = unfilled::buffer(g.batch * image_len);
-    let threads = rayon::current_num_threads();
-    let size = g.images_per_chunk(threads);
-    let gemm_threads = match g.batch.div_ceil(size) < threads {
-        true => Threads::All,
-        false => Threads::Caller,
-    };
+    let (size, gemm_threads) = g.chunking();
     let weights = g.weights_per_output();
     let w_t = View::rows(weight, g.channels_out, weights, weights).t();
     let positions = g.out_positions();

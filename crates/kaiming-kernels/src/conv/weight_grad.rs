@@ -6,10 +6,9 @@
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
-use super::im2col::im2col;
-use super::input_grad::gradient_columns;
-use super::matmul::{Threads, View, matmul};
-use crate::scratch::{Scratch, prefix, with_scratch};
+use super::im2col::{gradient_columns, input_columns};
+use super::matmul::{Threads, matmul};
+use crate::scratch::{Scratch, with_scratch};
 
 /// The weight gradient `[C_out, C_in, KH, KW]`, flattened, given `x` (`[N, C_in, H, W]`) and
 /// the output gradient (`[N, C_out, OH, OW]`), both contiguous.
@@ -23,19 +22,16 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f
         return vec![0.0; g.channels_out * weights];
     }
     let threads = rayon::current_num_threads();
-    let shares = threads.clamp(1, g.batch);
-    let gemm_threads = match shares < threads {
+    let shares = g.shares();
+    let gemm_threads = match shares.len() < threads {
         true => Threads::All,
         false => Threads::Caller,
     };
     let size = g.images_per_chunk(threads);
-    let positions = g.out_positions();
-    let image_len = g.channels_in * g.in_positions();
 
-    let partials: Vec<Vec<f32>> = (0..shares)
+    let partials: Vec<Vec<f32>> = shares
         .into_par_iter()
-        .map(|share| {
-            let images = share * g.batch / shares..(share + 1) * g.batch / shares;
+        .map(|images| {
             let mut weight_grad = vec![0f32; g.channels_out * weights];
             with_scratch(|scratch| {
                 let Scratch {
@@ -43,16 +39,8 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f
                 } = scratch;
                 for first in images.clone().step_by(size) {
                     let count = size.min(images.end - first);
-                    let k = count * positions;
                     let dy = gradient_columns(output_grad, g, first, count, gathered);
-                    let columns = match g.is_pointwise() && count == 1 {
-                        true => View::rows(&x[first * image_len..][..image_len], weights, k, k),
-                        false => {
-                            let columns = prefix(columns, weights * k);
-                            im2col(x, g, first..first + count, columns);
-                            View::rows(columns, weights, k, k)
-                        }
-                    };
+                    let columns = input_columns(x, g, first, count, columns);
                     let accumulate = first > images.start;
                     matmul(
                         &mut weight_grad,
@@ -67,6 +55,11 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f
             weight_grad
         })
         .collect();
+    sum_in_order(partials)
+}
+
+/// The element-wise sum of per-share gradients, first to last.
+pub(crate) fn sum_in_order(partials: Vec<Vec<f32>>) -> Vec<f32> {
     partials
         .into_iter()
         .reduce(|mut sum, partial| {

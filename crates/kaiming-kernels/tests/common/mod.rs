@@ -1,6 +1,10 @@
 //! Comparisons shared by the integration tests.
 
+#![allow(dead_code)] // each test binary uses a different subset
+
 use burn::tensor::TensorData;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Largest `|a − b| / max(1, |b|)`.
 fn max_relative_error(a: TensorData, b: TensorData) -> f32 {
@@ -22,4 +26,13 @@ pub fn assert_close(what: &str, ours: TensorData, burns: TensorData, tolerance: 
         error <= tolerance,
         "{what}: relative error {error:e} > {tolerance:e}"
     );
+}
+
+/// `shape` filled with U(−1, 1) values from a ChaCha8 stream seeded with `seed`.
+pub fn uniform(shape: [usize; 4], seed: u64) -> TensorData {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    TensorData::new(values, shape)
 }
