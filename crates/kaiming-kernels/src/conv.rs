@@ -164,6 +164,23 @@ fn engine_covers(tensors: &[&FlexTensor], options: &ConvOptions<2>) -> bool {
         && !options.is_asymmetric()
 }
 
+/// The geometry of a convolution whose gradient is computed from `output_grad`, which must
+/// have the convolution's output shape.
+fn gradient_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Geometry {
+    let g = Geometry::new(&x.shape(), &weight.shape(), options);
+    assert_eq!(
+        output_grad.shape(),
+        g.output_shape(),
+        "conv2d output gradient"
+    );
+    g
+}
+
 impl ConvEngineBackend for Flex {
     fn engine_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         if !engine_covers(&[&x, &weight], &options) {
@@ -188,12 +205,7 @@ impl ConvEngineBackend for Flex {
         if !engine_covers(&[&x, &weight, &output_grad], &options) {
             return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, output_grad, options);
         }
-        let g = Geometry::new(&x.shape(), &weight.shape(), &options);
-        assert_eq!(
-            output_grad.shape(),
-            g.output_shape(),
-            "conv2d output gradient"
-        );
+        let g = gradient_geometry(&x, &weight, &output_grad, &options);
         let (weight, output_grad) = (contiguous(weight), contiguous(output_grad));
         let (weight, output_grad) = (f32s(&weight), f32s(&output_grad));
         let x_grad = match kernels_for(&g, Pass::InputGrad) {
@@ -217,12 +229,7 @@ impl ConvEngineBackend for Flex {
                 options,
             );
         }
-        let g = Geometry::new(&x.shape(), &weight.shape(), &options);
-        assert_eq!(
-            output_grad.shape(),
-            g.output_shape(),
-            "conv2d output gradient"
-        );
+        let g = gradient_geometry(&x, &weight, &output_grad, &options);
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
         let (x, output_grad) = (f32s(&x), f32s(&output_grad));
         let weight_grad = match kernels_for(&g, Pass::WeightGrad) {

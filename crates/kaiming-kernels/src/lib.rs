@@ -87,12 +87,14 @@ fn inference<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor
 /// (a frozen layer inside a training graph) stays burn's.
 pub fn inference_applies<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
     let device = x.device();
-    kernels_enabled()
-        && !device.is_autodiff()
-        && on_flex(&device)
-        && x.dtype() == DType::F32
-        && bn.gamma.val().dtype() == DType::F32
-        && bn.beta.val().dtype() == DType::F32
+    kernels_enabled() && !device.is_autodiff() && on_flex(&device) && all_f32(bn, x)
+}
+
+/// Whether `x` and the layer's affine parameters are f32, the kernels' only type.
+fn all_f32<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
+    [x.dtype(), bn.gamma.val().dtype(), bn.beta.val().dtype()]
+        .iter()
+        .all(|&dtype| dtype == DType::F32)
 }
 
 /// The fused training-mode batch norm, with burn's update of the running statistics.
@@ -127,10 +129,5 @@ fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> 
 /// Whether `bn.forward(x)` would take burn's training path on a flex device in f32 (the only
 /// case the fused kernels implement), with the kernels not switched off.
 pub fn fused_applies<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
-    kernels_enabled()
-        && on_flex_autodiff(&x.device())
-        && bn.training.is_enabled()
-        && x.dtype() == DType::F32
-        && bn.gamma.val().dtype() == DType::F32
-        && bn.beta.val().dtype() == DType::F32
+    kernels_enabled() && on_flex_autodiff(&x.device()) && bn.training.is_enabled() && all_f32(bn, x)
 }
