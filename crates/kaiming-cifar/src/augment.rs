@@ -8,8 +8,8 @@
 
 use rand::Rng;
 
-use crate::dataset::{CHANNELS, IMAGE_BYTES, PLANE, SIDE};
 use crate::error::DataError;
+use crate::image::{CHANNELS, IMAGE_BYTES, PLANE, SIDE};
 
 /// How training images are augmented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,8 +11,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::augment::{AugmentConfig, Transform, transform_mapped};
-use crate::dataset::{CHANNELS, CifarDataset, IMAGE_BYTES, SIDE};
+use crate::dataset::CifarDataset;
 use crate::error::DataError;
+use crate::image::{CHANNELS, IMAGE_BYTES, SIDE};
 use crate::normalize::Normalization;
 
 /// How a [`Loader`] cuts an epoch into batches.

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{IMAGE_BYTES, Split};
 use crate::error::DataError;
+use crate::image::{IMAGE_BYTES, Split};
 
 /// The class names of CIFAR-10, in label order, used when `batches.meta.txt` is absent.
 pub const CIFAR10_CLASSES: [&str; 10] = [

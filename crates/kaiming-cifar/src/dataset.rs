@@ -13,24 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::binary::{self, BinaryFormat};
 use crate::error::DataError;
 use crate::folder;
-
-/// Height and width of every image.
-pub const SIDE: usize = 32;
-/// Colour channels (red, green, blue).
-pub const CHANNELS: usize = 3;
-/// Pixels in one channel plane.
-pub const PLANE: usize = SIDE * SIDE;
-/// Bytes of one image: three planes, red then green then blue, each row by row.
-pub const IMAGE_BYTES: usize = CHANNELS * PLANE;
-
-/// Which half of the dataset to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Split {
-    /// The 50,000 training images.
-    Train,
-    /// The 10,000 test images.
-    Test,
-}
+use crate::image::{IMAGE_BYTES, Split};
 
 /// The on-disk layouts the crate reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{IMAGE_BYTES, PLANE, SIDE, Split};
 use crate::error::DataError;
+use crate::image::{IMAGE_BYTES, PLANE, SIDE, Split};
 
 /// The pixels and labels of one split of an image folder.
 pub(crate) struct FolderSplit {

@@ -48,6 +48,7 @@ mod dataset;
 mod download;
 mod error;
 mod folder;
+mod image;
 mod items;
 mod locate;
 mod normalize;
@@ -57,9 +58,10 @@ mod verify;
 pub use augment::{AugmentConfig, Transform, transform_bytes};
 pub use batch::{Batch, BatchPlan, Epoch, HostBatch, Loader, LoaderConfig};
 pub use binary::{BinaryFormat, CIFAR10_CLASSES, CIFAR10_FILES, CIFAR100_FILES};
-pub use dataset::{CHANNELS, CifarDataset, IMAGE_BYTES, Layout, PLANE, SIDE, Split};
+pub use dataset::{CifarDataset, Layout};
 pub use download::{ARCHIVE_ROOT, DownloadConfig, OFFICIAL_MD5, OFFICIAL_URL, URL_ENV, download};
 pub use error::DataError;
+pub use image::{CHANNELS, IMAGE_BYTES, PLANE, SIDE, Split};
 pub use items::CifarItem;
 pub use locate::{
     DIR_ENV, LOCAL_DIR, Located, SearchPaths, Source, locate_data_dir, locate_or_download,

@@ -1,7 +1,8 @@
 //! Per-channel normalisation with the training set's statistics.
 
-use crate::dataset::{CHANNELS, CifarDataset, IMAGE_BYTES, PLANE};
+use crate::dataset::CifarDataset;
 use crate::error::DataError;
+use crate::image::{CHANNELS, IMAGE_BYTES, PLANE};
 
 /// Per-channel mean and standard deviation on the [0, 1] pixel scale; a pixel `v` becomes
 /// `(v / 255 - mean) / std`.

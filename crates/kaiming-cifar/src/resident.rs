@@ -17,7 +17,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::augment::Transform;
 use crate::batch::{Batch, BatchPlan, Epoch, Loader};
-use crate::dataset::{CHANNELS, IMAGE_BYTES, SIDE};
+use crate::image::{CHANNELS, IMAGE_BYTES, SIDE};
 
 /// 32-bit words per image.
 const IMAGE_WORDS: usize = IMAGE_BYTES / 4;

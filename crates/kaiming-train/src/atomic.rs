@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// Writes `contents` to `path` through a temporary file in the same folder, then renames it.
+/// Writes `contents` to `path` through a temporary file in the same folder, flushed to disk,
+/// then renamed over `path`; the folder is flushed too, so the rename survives a power cut.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -18,5 +19,17 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    sync_dir(dir)
+}
+
+/// Flushes a folder's entries (new names, renames) to disk. A no-op where folders cannot be
+/// opened as files (Windows).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot flush {}", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }

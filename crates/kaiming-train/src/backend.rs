@@ -154,18 +154,44 @@ impl Backend {
 }
 
 /// What the device is, for logs and `summary.json`: the adapter's own name and what kernels
-/// are compiled for on GPUs (e.g. `NVIDIA H100 PCIe (ptx_sm90)`), the backend on CPUs.
+/// are compiled for on GPUs (e.g. `NVIDIA H100 PCIe (ptx_sm90)`); on CPUs the processor, the
+/// backend and its threads (e.g. `Intel(R) Xeon(R) Platinum 8488C (flex, 2 threads)`).
 pub fn describe(device: &Device) -> String {
+    let device = device.clone().without_autodiff();
     #[cfg(any(
         feature = "wgpu",
         feature = "vulkan",
         feature = "metal",
         feature = "cuda"
     ))]
-    if let Some(identity) = device.clone().without_autodiff().identity() {
+    if let Some(identity) = device.identity() {
         return format!("{} ({})", identity.name, identity.fingerprint);
     }
-    format!("{:?}", device.clone().without_autodiff())
+    let backend = format!("{device:?}").to_lowercase();
+    let backend = if backend.contains("ndarray") {
+        "ndarray"
+    } else {
+        "flex"
+    };
+    format!(
+        "{} ({backend}, {} threads)",
+        cpu_name(),
+        rayon::current_num_threads()
+    )
+}
+
+/// The processor's marketing name where the OS says it (Linux), else the architecture.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, name)| name.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
 }
 
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "metal"))]

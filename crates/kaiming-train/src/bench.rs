@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use kaiming_cifar::{CifarDataset, Loader, LoaderConfig, Normalization, Split, locate_data_dir};
@@ -25,9 +24,11 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::write_atomic;
 use crate::backend::{Backend, describe};
 use crate::cli::BenchArgs;
+use crate::config::OptimizerSettings;
 use crate::feed::Feed;
-use crate::precision::{LossScaler, Precision};
-use crate::run::sgd;
+use crate::precision::Precision;
+use crate::schedule::Schedule;
+use crate::trainer::{Phase, StepObserver, Trainer, TrainerParts, sgd};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -163,54 +164,87 @@ impl StepTimes {
     }
 }
 
+/// Records when each phase of a step ends, the device synchronised first so that an
+/// asynchronous GPU is timed honestly.
+struct PhaseClock {
+    ends: Vec<(Phase, Instant)>,
+    failed: Option<anyhow::Error>,
+}
+
+impl StepObserver for PhaseClock {
+    fn ended(&mut self, phase: Phase, device: &Device) {
+        if let Err(error) = device.sync() {
+            self.failed
+                .get_or_insert(anyhow::anyhow!("the device failed: {error:?}"));
+        }
+        self.ends.push((phase, Instant::now()));
+    }
+}
+
+impl PhaseClock {
+    fn end_of(&self, phase: Phase) -> Option<Instant> {
+        self.ends.iter().find(|(p, _)| *p == phase).map(|(_, t)| *t)
+    }
+}
+
 fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Result<BenchRow> {
     let device = config.backend.device(config.device)?.autodiff();
     config.precision.ensure_supported(&device)?;
     device.seed(0);
     // CIFAR-sized inputs: the torchvision-layout nets get the CIFAR stem, as in `train`.
     let model_config = ModelConfig::new(name).with_stem(StemKind::Cifar);
-    let (mut model, _) = model_config
+    let (model, _) = model_config
         .init_with(&device, &InitPlan::new(Scheme::he()), 0)
         .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let mut optimizer = sgd(0.9, false, 5e-4);
     let loader = Loader::new(
         data.clone(),
         Normalization::from_dataset(&data)?,
         LoaderConfig::train(config.batch_size, 0),
     )?;
     let feed = Feed::new(loader, &device, config.backend.is_gpu());
+    // The default recipe's optimizer at a constant rate: the step `train` takes.
+    let optimizer = OptimizerSettings::default();
+    let mut trainer = Trainer::new(TrainerParts {
+        model,
+        optimizer: sgd(&optimizer),
+        schedule: Schedule::constant(optimizer.lr),
+        precision: config.precision,
+    });
     let epoch = feed.epoch(0);
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let sync = |device: &Device| device.sync().context("the device failed");
 
-    let mut scaler = LossScaler::new(config.precision);
     let mut times = Vec::with_capacity(config.steps);
     let mut peak_device_bytes = 0;
     let mut final_loss = f64::NAN;
     for step in 0..config.warmup + config.steps {
-        let mut t = StepTimes::default();
         let start = Instant::now();
         let batch = epoch
             .batch(step % feed.batches_per_epoch())
             .expect("index below batches_per_epoch");
         sync(&device)?;
         let after_data = Instant::now();
-        let logits = config.precision.forward(&model, batch.images);
-        let loss = loss_fn.forward(logits, batch.labels);
-        final_loss = loss.clone().into_scalar::<f64>();
-        let after_forward = Instant::now();
-        let grads = scaler.backward(loss, &model);
-        sync(&device)?;
-        let after_backward = Instant::now();
-        if let Some(grads) = grads {
-            model = optimizer.step(0.1, model, grads);
+        let mut clock = PhaseClock {
+            ends: Vec::with_capacity(3),
+            failed: None,
+        };
+        let stats = trainer.step_observed(batch, &mut clock);
+        if let Some(error) = clock.failed {
+            return Err(error);
         }
-        sync(&device)?;
-        let end = Instant::now();
-        t.data = (after_data - start).as_secs_f64();
-        t.forward = (after_forward - after_data).as_secs_f64();
-        t.backward = (after_backward - after_forward).as_secs_f64();
-        t.optimizer = (end - after_backward).as_secs_f64();
+        final_loss = stats.loss;
+        let (Some(forward), Some(backward), Some(end)) = (
+            clock.end_of(Phase::Forward),
+            clock.end_of(Phase::Backward),
+            clock.end_of(Phase::Update),
+        ) else {
+            break; // the loss is not finite: reported below
+        };
+        let t = StepTimes {
+            data: (after_data - start).as_secs_f64(),
+            forward: (forward - after_data).as_secs_f64(),
+            backward: (backward - forward).as_secs_f64(),
+            optimizer: (end - backward).as_secs_f64(),
+        };
         if let Some(usage) = device.memory_pool_usage() {
             peak_device_bytes = peak_device_bytes.max(usage.bytes_reserved);
         }
@@ -226,7 +260,7 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
 
     // Evaluation: the trained model without autodiff, on the same batches.
     let eval_device = device.clone().inner();
-    let eval_model = model.valid();
+    let eval_model = trainer.model().valid();
     let mut eval_times = Vec::with_capacity(config.steps);
     for step in 0..config.warmup + config.steps {
         let batch = epoch

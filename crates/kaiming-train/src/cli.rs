@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use kaiming_init::Scheme;
 use kaiming_resnet::{ModelName, Norm, StemKind};
 
 use crate::backend::Backend;
-use crate::config::RunArgs;
+use crate::checkpoint::CheckpointEvery;
+use crate::config::{RunArgs, help_defaults};
 use crate::precision::Precision;
 
 /// Train CIFAR-10 ResNets per init scheme, log loss curves, compare runs, probe signal
@@ -16,7 +17,12 @@ use crate::precision::Precision;
 /// Without a subcommand, trains one run: `train --init he`, then `train --init xavier`, then
 /// `train compare runs/*`.
 #[derive(Debug, Parser)]
-#[command(name = "train", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "train",
+    version,
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
+)]
 pub struct Cli {
     /// What to do besides training one run.
     #[command(subcommand)]
@@ -59,6 +65,13 @@ pub struct OutputArgs {
     /// for wgpu CUBECL_WGPU_DEFAULT_DEVICE, e.g. DiscreteGpu(1), overrides it]
     #[arg(long)]
     pub device: Option<usize>,
+    /// Checkpoints during an epoch too: every N steps (500) or every so long (10m, 90s), besides
+    /// the one at the end of every epoch
+    #[arg(long, default_value_t = CheckpointEvery::default())]
+    pub checkpoint_every: CheckpointEvery,
+    /// Checkpoint sets to keep: the newest N, and the best one besides
+    #[arg(long, default_value_t = 2)]
+    pub keep_checkpoints: usize,
 }
 
 /// Subcommands.
@@ -74,7 +87,7 @@ pub enum Command {
     /// Every model with its parameter count and forward multiply-adds per image
     Models(ModelsArgs),
     /// Where CIFAR-10 was found, images per class, channel statistics, checksums, sample grid
-    Data(DataArgs),
+    Data(DataReportArgs),
     /// Training throughput per model on real CIFAR-10 batches: images/s, GFLOP/s, peak memory,
     /// and the time split between data, forward, backward and optimizer
     Bench(BenchArgs),
@@ -125,6 +138,7 @@ pub struct BenchArgs {
 
 /// `train sweep`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SweepArgs {
     /// Init schemes to run, comma-separated
     #[arg(long, value_delimiter = ',', required = true)]
@@ -159,6 +173,12 @@ pub struct SweepOutputArgs {
     /// for wgpu CUBECL_WGPU_DEFAULT_DEVICE, e.g. DiscreteGpu(1), overrides it]
     #[arg(long)]
     pub device: Option<usize>,
+    /// Checkpoints during an epoch too: every N steps or every so long, as for a single run
+    #[arg(long, default_value_t = CheckpointEvery::default())]
+    pub checkpoint_every: CheckpointEvery,
+    /// Checkpoint sets to keep per run: the newest N, and the best one besides
+    #[arg(long, default_value_t = 2)]
+    pub keep_checkpoints: usize,
 }
 
 /// `train compare`.
@@ -233,7 +253,7 @@ pub struct ModelsArgs {
 
 /// `train data`.
 #[derive(Debug, Args)]
-pub struct DataArgs {
+pub struct DataReportArgs {
     /// CIFAR-10 folder [default: --data-dir > CIFAR10_DIR > ./datasets > burn's cache]
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -243,4 +263,21 @@ pub struct DataArgs {
     /// Write a PNG grid of sample training images, one row per class
     #[arg(long)]
     pub grid: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The command line with the run settings' defaults in their help, taken from the
+    /// [`RunConfig`](crate::config::RunConfig) defaults (the one place they are stated).
+    pub fn command_with_defaults() -> clap::Command {
+        let annotate = |mut command: clap::Command| {
+            for (id, default) in help_defaults() {
+                command = command.mut_arg(id, |arg| {
+                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                    arg.help(format!("{help} [default: {default}]"))
+                });
+            }
+            command
+        };
+        annotate(Cli::command()).mut_subcommand("sweep", annotate)
+    }
 }

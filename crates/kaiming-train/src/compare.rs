@@ -46,10 +46,10 @@ impl RunRecord {
     pub fn variant(&self) -> String {
         let mut name = self.summary.model.clone();
         if let Some(config) = &self.config {
-            if config.norm == Norm::None {
+            if config.model.norm == Norm::None {
                 name.push_str(" no-norm");
             }
-            if config.zero_init_residual {
+            if config.model.zero_init_residual {
                 name.push_str(" zero-init-residual");
             }
             if config.precision != Precision::F32 {
@@ -67,7 +67,7 @@ impl RunRecord {
             let steps = row.step.saturating_sub(previous_step).max(1) as f64;
             previous_step = row.step;
             let entry = sums.entry(row.epoch).or_default();
-            entry.0 += row.loss * steps;
+            entry.0 += row.loss() * steps;
             entry.1 += steps;
         }
         sums.into_iter()
@@ -79,7 +79,7 @@ impl RunRecord {
     pub fn accuracy_per_epoch(&self) -> Vec<(f64, f64)> {
         self.metrics
             .evaluations()
-            .map(|row| (row.epoch as f64, row.accuracy))
+            .map(|row| (row.epoch as f64, row.accuracy()))
             .collect()
     }
 }

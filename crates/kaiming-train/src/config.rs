@@ -1,8 +1,29 @@
 //! Run settings: flags, TOML recipes, defaults, and the fully resolved `config.toml` of a run.
+//!
+//! The settings come in four sections — model, optimizer, schedule, data — plus a few that
+//! concern the whole run (init, seed, backend, precision, logging). Each section exists twice:
+//! as `…Args`, every field optional (flags, a `--config` recipe), and as `…Settings`, every field
+//! resolved. The defaults are stated once, in the `Default` impls of the `…Settings` types;
+//! `--help` shows them from there ([`help_defaults`]). A recipe and `config.toml` share one
+//! format, so `--config runs/NAME/config.toml` repeats a run exactly:
+//!
+//! ```toml
+//! init = "he"
+//! seed = 0
+//! [model]
+//! name = "resnet20"
+//! [optimizer]
+//! lr = 0.1
+//! [schedule]
+//! kind = "multistep"
+//! milestones = [91.0, 136.0]
+//! [data]
+//! batch_size = 128
+//! ```
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use clap::Args;
 use kaiming_init::Scheme;
 use kaiming_resnet::{ModelConfig, ModelName, Norm, StemKind};
@@ -15,94 +36,136 @@ use crate::schedule::{Schedule, ScheduleKind};
 /// Every setting of a training run, as given on the command line or in a `--config` TOML file.
 ///
 /// All are optional here: a flag wins over the file, the file over the defaults (shown in
-/// `--help`). The file uses the same names with underscores (`batch_size = 128`).
+/// `--help`).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunArgs {
     /// Init scheme of every conv and linear weight (biases zero, BN γ = 1, β = 0): he,
     /// he-uniform, he-fan-out, he-trunc, xavier, xavier-uniform, lecun, orthogonal,
-    /// torch-default, … [default: he]
+    /// torch-default, …
     #[arg(long)]
     pub init: Option<Scheme>,
-    /// Model: resnet18…resnet152, resnet20…resnet1202, plain20…plain1202,
-    /// plain-resnet18…plain-resnet152, plaincnn [default: resnet18]
-    #[arg(long)]
-    pub model: Option<ModelName>,
-    /// Weight layers of plaincnn [default: 30]
-    #[arg(long)]
-    pub depth: Option<usize>,
-    /// First-stage width of plaincnn [default: 16]
-    #[arg(long)]
-    pub width: Option<usize>,
-    /// Stem of resnet18…152 and plain-resnet*: cifar (3×3 conv) or imagenet (7×7/2 + pool)
-    /// [default: cifar]
-    #[arg(long)]
-    pub stem: Option<StemKind>,
-    /// Normalisation: batch or none [default: batch]
-    #[arg(long)]
-    pub norm: Option<Norm>,
-    /// Start every residual branch at zero: last BN γ of each block = 0 (Goyal et al. 2017)
-    /// [default: false]
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub zero_init_residual: Option<bool>,
-    /// Epochs to train [default: 30]
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Images per optimizer step [default: 128]
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Peak learning rate [default: 0.1]
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// SGD momentum, without dampening as in PyTorch [default: 0.9]
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// Nesterov momentum [default: false]
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub nesterov: Option<bool>,
-    /// L2 weight decay, on every parameter as in the papers [default: 5e-4]
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Learning-rate schedule: constant, cosine, multistep [default: cosine]
-    #[arg(long)]
-    pub schedule: Option<ScheduleKind>,
-    /// Epochs at which multistep multiplies the rate by --gamma, e.g. 91,136 [default: none]
-    #[arg(long, value_delimiter = ',')]
-    pub milestones: Option<Vec<f64>>,
-    /// Factor applied at each milestone [default: 0.1]
-    #[arg(long)]
-    pub gamma: Option<f64>,
-    /// Epochs of linear warm-up before the schedule (fractions allowed) [default: 0]
-    #[arg(long)]
-    pub warmup_epochs: Option<f64>,
-    /// Seed of weights, data order and augmentation [default: 0]
+    /// Seed of weights, data order and augmentation
     #[arg(long)]
     pub seed: Option<u64>,
-    /// CIFAR-10 folder (cifar-10-batches-bin); else CIFAR10_DIR, ./datasets, burn's cache, or a
-    /// download [default: search]
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Train on the first N training images only, for quick runs [default: all]
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Evaluate on the first N images of the evaluation split only [default: all]
-    #[arg(long)]
-    pub eval_limit: Option<usize>,
-    /// Hold out N training images as validation and evaluate on them instead of the test set
-    /// (the paper's 45k/5k split is 5000) [default: 0]
-    #[arg(long)]
-    pub val_split: Option<usize>,
     /// Compute backend: flex, ndarray (CPU); wgpu, vulkan, metal, cuda (GPU, each where its
-    /// cargo feature is compiled in) [default: flex]
+    /// cargo feature is compiled in)
     #[arg(long)]
     pub backend: Option<Backend>,
     /// Arithmetic of the forward and backward passes: f32, or f16/bf16 with f32 master weights
-    /// (f16 with dynamic loss scaling), where the device supports it [default: f32]
+    /// (f16 with dynamic loss scaling), where the device supports it
     #[arg(long)]
     pub precision: Option<Precision>,
-    /// Write a train row to metrics.csv every N steps [default: 50]
+    /// Write a train row to metrics.csv every N steps
     #[arg(long)]
     pub log_every: Option<usize>,
+    /// The network.
+    #[command(flatten)]
+    #[serde(default)]
+    pub model: ModelArgs,
+    /// SGD.
+    #[command(flatten)]
+    #[serde(default)]
+    pub optimizer: OptimizerArgs,
+    /// Length and learning-rate schedule.
+    #[command(flatten)]
+    #[serde(default)]
+    pub schedule: ScheduleArgs,
+    /// Images and batches.
+    #[command(flatten)]
+    #[serde(default)]
+    pub data: DataArgs,
+}
+
+/// The `[model]` section, every field optional.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Model")]
+pub struct ModelArgs {
+    /// Model: resnet18…resnet152, resnet20…resnet1202, plain20…plain1202,
+    /// plain-resnet18…plain-resnet152, plaincnn
+    #[arg(id = "model", long = "model")]
+    pub name: Option<ModelName>,
+    /// Weight layers of plaincnn
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// First-stage width of plaincnn
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Stem of resnet18…152 and plain-resnet*: cifar (3×3 conv) or imagenet (7×7/2 + pool)
+    #[arg(long)]
+    pub stem: Option<StemKind>,
+    /// Normalisation: batch or none
+    #[arg(long)]
+    pub norm: Option<Norm>,
+    /// Start every residual branch at zero: last BN γ of each block = 0 (Goyal et al. 2017)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub zero_init_residual: Option<bool>,
+}
+
+/// The `[optimizer]` section, every field optional.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Optimizer (SGD)")]
+pub struct OptimizerArgs {
+    /// Peak learning rate
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum, without dampening as in PyTorch
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Nesterov momentum
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub nesterov: Option<bool>,
+    /// L2 weight decay, on every parameter as in the papers
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+}
+
+/// The `[schedule]` section, every field optional.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Schedule")]
+pub struct ScheduleArgs {
+    /// Epochs to train
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning-rate schedule: constant, cosine, multistep
+    #[arg(id = "schedule", long = "schedule")]
+    pub kind: Option<ScheduleKind>,
+    /// Epochs at which multistep multiplies the rate by --gamma, e.g. 91,136
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Option<Vec<f64>>,
+    /// Factor applied at each milestone
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Epochs of linear warm-up before the schedule (fractions allowed)
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+}
+
+/// The `[data]` section, every field optional.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Data")]
+pub struct DataArgs {
+    /// CIFAR-10 folder (cifar-10-batches-bin); else CIFAR10_DIR, ./datasets, burn's cache, or a
+    /// download
+    #[arg(id = "data_dir", long = "data-dir")]
+    pub dir: Option<PathBuf>,
+    /// Images per optimizer step
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Train on the first N training images only, for quick runs
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on the first N images of the evaluation split only
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// Hold out N training images as validation and evaluate on them instead of the test set
+    /// (the paper's 45k/5k split is 5000)
+    #[arg(long)]
+    pub val_split: Option<usize>,
 }
 
 /// The resolved settings of a run: what `config.toml` in the run folder holds, so that
@@ -112,8 +175,30 @@ pub struct RunArgs {
 pub struct RunConfig {
     /// Weight init scheme.
     pub init: Scheme,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Compute backend.
+    pub backend: Backend,
+    /// Arithmetic precision.
+    pub precision: Precision,
+    /// Steps per train row in metrics.csv.
+    pub log_every: usize,
+    /// The network.
+    pub model: ModelSettings,
+    /// SGD.
+    pub optimizer: OptimizerSettings,
+    /// Length and learning-rate schedule.
+    pub schedule: ScheduleSettings,
+    /// Images and batches.
+    pub data: DataSettings,
+}
+
+/// The `[model]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
     /// Model name.
-    pub model: ModelName,
+    pub name: ModelName,
     /// Weight layers of plaincnn.
     pub depth: usize,
     /// First-stage width of plaincnn.
@@ -124,31 +209,47 @@ pub struct RunConfig {
     pub norm: Norm,
     /// Zero-init the last BN γ of each residual branch.
     pub zero_init_residual: bool,
-    /// Epochs to train.
-    pub epochs: usize,
-    /// Images per step.
-    pub batch_size: usize,
+}
+
+/// The `[optimizer]` section: SGD with momentum and L2 weight decay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSettings {
     /// Peak learning rate.
     pub lr: f64,
-    /// SGD momentum.
+    /// Momentum.
     pub momentum: f64,
     /// Nesterov momentum.
     pub nesterov: bool,
     /// L2 weight decay.
     pub weight_decay: f64,
-    /// Learning-rate schedule.
-    pub schedule: ScheduleKind,
+}
+
+/// The `[schedule]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Shape of the learning rate over the run.
+    pub kind: ScheduleKind,
     /// Multistep milestones, in epochs.
     pub milestones: Vec<f64>,
     /// Multistep factor.
     pub gamma: f64,
     /// Warm-up, in epochs.
     pub warmup_epochs: f64,
-    /// Seed of everything random.
-    pub seed: u64,
+}
+
+/// The `[data]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
     /// Data folder given by flag or file; `None` searches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    /// Images per step.
+    pub batch_size: usize,
     /// Training images used; `None` is all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_limit: Option<usize>,
@@ -157,90 +258,226 @@ pub struct RunConfig {
     pub eval_limit: Option<usize>,
     /// Validation images held out of training; 0 evaluates on the test set.
     pub val_split: usize,
-    /// Compute backend.
-    pub backend: Backend,
-    /// Arithmetic precision (absent in runs made before it existed: f32).
-    #[serde(default)]
-    pub precision: Precision,
-    /// Steps per train row in metrics.csv.
-    pub log_every: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            init: Scheme::default(),
+            seed: 0,
+            backend: Backend::default(),
+            precision: Precision::default(),
+            log_every: 50,
+            model: ModelSettings::default(),
+            optimizer: OptimizerSettings::default(),
+            schedule: ScheduleSettings::default(),
+            data: DataSettings::default(),
+        }
+    }
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            name: ModelName::ResNet(18),
+            depth: 30,
+            width: 16,
+            stem: StemKind::Cifar,
+            norm: Norm::default(),
+            zero_init_residual: false,
+        }
+    }
+}
+
+impl Default for OptimizerSettings {
+    fn default() -> Self {
+        OptimizerSettings {
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 5e-4,
+        }
+    }
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            epochs: 30,
+            kind: ScheduleKind::Cosine,
+            milestones: Vec::new(),
+            gamma: 0.1,
+            warmup_epochs: 0.0,
+        }
+    }
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        DataSettings {
+            dir: None,
+            batch_size: 128,
+            train_limit: None,
+            eval_limit: None,
+            val_split: 0,
+        }
+    }
+}
+
+/// The default each run flag shows in `--help`, by argument id, read from the `Default` impls
+/// above so that the help and the behaviour cannot disagree.
+pub fn help_defaults() -> Vec<(&'static str, String)> {
+    let d = RunConfig::default();
+    let list = |v: &[f64]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
+        }
+    };
+    let limit = |v: Option<usize>| v.map_or("all".to_string(), |n| n.to_string());
+    vec![
+        ("init", d.init.to_string()),
+        ("seed", d.seed.to_string()),
+        ("backend", d.backend.to_string()),
+        ("precision", d.precision.to_string()),
+        ("log_every", d.log_every.to_string()),
+        ("model", d.model.name.to_string()),
+        ("depth", d.model.depth.to_string()),
+        ("width", d.model.width.to_string()),
+        ("stem", d.model.stem.to_string()),
+        ("norm", d.model.norm.to_string()),
+        ("zero_init_residual", d.model.zero_init_residual.to_string()),
+        ("lr", d.optimizer.lr.to_string()),
+        ("momentum", d.optimizer.momentum.to_string()),
+        ("nesterov", d.optimizer.nesterov.to_string()),
+        ("weight_decay", d.optimizer.weight_decay.to_string()),
+        ("epochs", d.schedule.epochs.to_string()),
+        ("schedule", d.schedule.kind.to_string()),
+        ("milestones", list(&d.schedule.milestones)),
+        ("gamma", d.schedule.gamma.to_string()),
+        ("warmup_epochs", d.schedule.warmup_epochs.to_string()),
+        (
+            "data_dir",
+            d.data
+                .dir
+                .map_or("search".to_string(), |p| p.display().to_string()),
+        ),
+        ("batch_size", d.data.batch_size.to_string()),
+        ("train_limit", limit(d.data.train_limit)),
+        ("eval_limit", limit(d.data.eval_limit)),
+        ("val_split", d.data.val_split.to_string()),
+    ]
+}
+
+/// Parses TOML into `T`, naming `origin` and the line of a syntax or type error.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        match line {
+            Some(line) => anyhow::anyhow!("{}:{line}: {}", origin.display(), error.message()),
+            None => anyhow::anyhow!("{}: {}", origin.display(), error.message()),
+        }
+    })
+}
+
+/// Reads a TOML file into `T`, naming the file on every error.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", path.display()))?;
+    parse_toml(text, path)
 }
 
 impl RunArgs {
     /// Reads a TOML recipe, naming the file and the line of a syntax or type error.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).map_err(|error| {
-            let line = error
-                .span()
-                .map(|span| text[..span.start].lines().count().max(1));
-            match line {
-                Some(line) => anyhow::anyhow!("{}:{line}: {}", path.display(), error.message()),
-                None => anyhow::anyhow!("{}: {}", path.display(), error.message()),
-            }
-        })
+        read_toml(path)
     }
 
     /// These settings, with `base` filling the ones not given here.
     pub fn or(self, base: RunArgs) -> RunArgs {
         RunArgs {
             init: self.init.or(base.init),
-            model: self.model.or(base.model),
-            depth: self.depth.or(base.depth),
-            width: self.width.or(base.width),
-            stem: self.stem.or(base.stem),
-            norm: self.norm.or(base.norm),
-            zero_init_residual: self.zero_init_residual.or(base.zero_init_residual),
-            epochs: self.epochs.or(base.epochs),
-            batch_size: self.batch_size.or(base.batch_size),
-            lr: self.lr.or(base.lr),
-            momentum: self.momentum.or(base.momentum),
-            nesterov: self.nesterov.or(base.nesterov),
-            weight_decay: self.weight_decay.or(base.weight_decay),
-            schedule: self.schedule.or(base.schedule),
-            milestones: self.milestones.or(base.milestones),
-            gamma: self.gamma.or(base.gamma),
-            warmup_epochs: self.warmup_epochs.or(base.warmup_epochs),
             seed: self.seed.or(base.seed),
-            data_dir: self.data_dir.or(base.data_dir),
-            train_limit: self.train_limit.or(base.train_limit),
-            eval_limit: self.eval_limit.or(base.eval_limit),
-            val_split: self.val_split.or(base.val_split),
             backend: self.backend.or(base.backend),
             precision: self.precision.or(base.precision),
             log_every: self.log_every.or(base.log_every),
+            model: ModelArgs {
+                name: self.model.name.or(base.model.name),
+                depth: self.model.depth.or(base.model.depth),
+                width: self.model.width.or(base.model.width),
+                stem: self.model.stem.or(base.model.stem),
+                norm: self.model.norm.or(base.model.norm),
+                zero_init_residual: self
+                    .model
+                    .zero_init_residual
+                    .or(base.model.zero_init_residual),
+            },
+            optimizer: OptimizerArgs {
+                lr: self.optimizer.lr.or(base.optimizer.lr),
+                momentum: self.optimizer.momentum.or(base.optimizer.momentum),
+                nesterov: self.optimizer.nesterov.or(base.optimizer.nesterov),
+                weight_decay: self.optimizer.weight_decay.or(base.optimizer.weight_decay),
+            },
+            schedule: ScheduleArgs {
+                epochs: self.schedule.epochs.or(base.schedule.epochs),
+                kind: self.schedule.kind.or(base.schedule.kind),
+                milestones: self.schedule.milestones.or(base.schedule.milestones),
+                gamma: self.schedule.gamma.or(base.schedule.gamma),
+                warmup_epochs: self.schedule.warmup_epochs.or(base.schedule.warmup_epochs),
+            },
+            data: DataArgs {
+                dir: self.data.dir.or(base.data.dir),
+                batch_size: self.data.batch_size.or(base.data.batch_size),
+                train_limit: self.data.train_limit.or(base.data.train_limit),
+                eval_limit: self.data.eval_limit.or(base.data.eval_limit),
+                val_split: self.data.val_split.or(base.data.val_split),
+            },
         }
     }
 
-    /// The complete, checked settings, defaults filling what is not given.
+    /// The complete, checked settings, the defaults filling what is not given.
     pub fn resolve(self) -> Result<RunConfig> {
+        let d = RunConfig::default();
+        let (m, o, s, data) = (self.model, self.optimizer, self.schedule, self.data);
         let config = RunConfig {
-            init: self.init.unwrap_or_default(),
-            model: self.model.unwrap_or(ModelName::ResNet(18)),
-            depth: self.depth.unwrap_or(30),
-            width: self.width.unwrap_or(16),
-            stem: self.stem.unwrap_or(StemKind::Cifar),
-            norm: self.norm.unwrap_or_default(),
-            zero_init_residual: self.zero_init_residual.unwrap_or(false),
-            epochs: self.epochs.unwrap_or(30),
-            batch_size: self.batch_size.unwrap_or(128),
-            lr: self.lr.unwrap_or(0.1),
-            momentum: self.momentum.unwrap_or(0.9),
-            nesterov: self.nesterov.unwrap_or(false),
-            weight_decay: self.weight_decay.unwrap_or(5e-4),
-            schedule: self.schedule.unwrap_or(ScheduleKind::Cosine),
-            milestones: self.milestones.unwrap_or_default(),
-            gamma: self.gamma.unwrap_or(0.1),
-            warmup_epochs: self.warmup_epochs.unwrap_or(0.0),
-            seed: self.seed.unwrap_or(0),
-            data_dir: self.data_dir,
-            train_limit: self.train_limit,
-            eval_limit: self.eval_limit,
-            val_split: self.val_split.unwrap_or(0),
-            backend: self.backend.unwrap_or_default(),
-            precision: self.precision.unwrap_or_default(),
-            log_every: self.log_every.unwrap_or(50),
+            init: self.init.unwrap_or(d.init),
+            seed: self.seed.unwrap_or(d.seed),
+            backend: self.backend.unwrap_or(d.backend),
+            precision: self.precision.unwrap_or(d.precision),
+            log_every: self.log_every.unwrap_or(d.log_every),
+            model: ModelSettings {
+                name: m.name.unwrap_or(d.model.name),
+                depth: m.depth.unwrap_or(d.model.depth),
+                width: m.width.unwrap_or(d.model.width),
+                stem: m.stem.unwrap_or(d.model.stem),
+                norm: m.norm.unwrap_or(d.model.norm),
+                zero_init_residual: m.zero_init_residual.unwrap_or(d.model.zero_init_residual),
+            },
+            optimizer: OptimizerSettings {
+                lr: o.lr.unwrap_or(d.optimizer.lr),
+                momentum: o.momentum.unwrap_or(d.optimizer.momentum),
+                nesterov: o.nesterov.unwrap_or(d.optimizer.nesterov),
+                weight_decay: o.weight_decay.unwrap_or(d.optimizer.weight_decay),
+            },
+            schedule: ScheduleSettings {
+                epochs: s.epochs.unwrap_or(d.schedule.epochs),
+                kind: s.kind.unwrap_or(d.schedule.kind),
+                milestones: s.milestones.unwrap_or(d.schedule.milestones),
+                gamma: s.gamma.unwrap_or(d.schedule.gamma),
+                warmup_epochs: s.warmup_epochs.unwrap_or(d.schedule.warmup_epochs),
+            },
+            data: DataSettings {
+                dir: data.dir.or(d.data.dir),
+                batch_size: data.batch_size.unwrap_or(d.data.batch_size),
+                train_limit: data.train_limit.or(d.data.train_limit),
+                eval_limit: data.eval_limit.or(d.data.eval_limit),
+                val_split: data.val_split.unwrap_or(d.data.val_split),
+            },
         };
         config.validate()?;
         Ok(config)
@@ -248,48 +485,55 @@ impl RunArgs {
 }
 
 impl RunConfig {
+    /// Reads and checks a run's `config.toml`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let config: RunConfig = read_toml(path)?;
+        config
+            .validate()
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        Ok(config)
+    }
+
     /// Rejects impossible values with a message naming the setting.
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.epochs > 0, "--epochs must be at least 1 (got 0)");
+        let (o, s, d) = (&self.optimizer, &self.schedule, &self.data);
+        ensure!(s.epochs > 0, "--epochs must be at least 1 (got 0)");
+        ensure!(d.batch_size > 0, "--batch-size must be at least 1 (got 0)");
         ensure!(
-            self.batch_size > 0,
-            "--batch-size must be at least 1 (got 0)"
-        );
-        ensure!(
-            self.lr.is_finite() && self.lr > 0.0,
+            o.lr.is_finite() && o.lr > 0.0,
             "--lr must be a positive number (got {})",
-            self.lr
+            o.lr
         );
         ensure!(
-            (0.0..1.0).contains(&self.momentum),
+            (0.0..1.0).contains(&o.momentum),
             "--momentum must be in [0, 1) (got {})",
-            self.momentum
+            o.momentum
         );
         ensure!(
-            !self.nesterov || self.momentum > 0.0,
+            !o.nesterov || o.momentum > 0.0,
             "--nesterov needs a positive --momentum"
         );
         ensure!(
-            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            o.weight_decay.is_finite() && o.weight_decay >= 0.0,
             "--weight-decay must be ≥ 0 (got {})",
-            self.weight_decay
+            o.weight_decay
         );
         ensure!(
-            self.gamma.is_finite() && self.gamma > 0.0,
+            s.gamma.is_finite() && s.gamma > 0.0,
             "--gamma must be positive (got {})",
-            self.gamma
+            s.gamma
         );
         ensure!(
-            self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0,
+            s.warmup_epochs.is_finite() && s.warmup_epochs >= 0.0,
             "--warmup-epochs must be ≥ 0 (got {})",
-            self.warmup_epochs
+            s.warmup_epochs
         );
         ensure!(self.log_every > 0, "--log-every must be at least 1 (got 0)");
         self.backend.ensure_compiled()?;
-        if self.train_limit == Some(0) || self.eval_limit == Some(0) {
+        if d.train_limit == Some(0) || d.eval_limit == Some(0) {
             bail!("--train-limit and --eval-limit must be at least 1");
         }
-        for pair in self.milestones.windows(2) {
+        for pair in s.milestones.windows(2) {
             ensure!(
                 pair[0] < pair[1],
                 "--milestones must increase (got {} then {})",
@@ -298,19 +542,20 @@ impl RunConfig {
             );
         }
         // Milestones matter to multistep only; a recipe's milestones may outlast a shortened run.
-        if let Some(bad) = self
-            .milestones
-            .iter()
-            .filter(|_| self.schedule == ScheduleKind::Multistep)
-            .find(|&&m| !(m > 0.0 && m <= self.epochs as f64))
-        {
-            bail!(
-                "--milestones must lie in (0, epochs = {}] (got {bad})",
-                self.epochs
-            );
-        }
-        if self.schedule == ScheduleKind::Multistep && self.milestones.is_empty() {
-            bail!("--schedule multistep needs --milestones");
+        if s.kind == ScheduleKind::Multistep {
+            if let Some(bad) = s
+                .milestones
+                .iter()
+                .find(|&&m| !(m > 0.0 && m <= s.epochs as f64))
+            {
+                bail!(
+                    "--milestones must lie in (0, epochs = {}] (got {bad})",
+                    s.epochs
+                );
+            }
+            if s.milestones.is_empty() {
+                bail!("--schedule multistep needs --milestones");
+            }
         }
         self.model_config()
             .validate()
@@ -320,29 +565,77 @@ impl RunConfig {
 
     /// The model this run trains, with 10 classes.
     pub fn model_config(&self) -> ModelConfig {
-        ModelConfig::new(self.model)
-            .with_norm(self.norm)
-            .with_stem(self.stem)
-            .with_depth(self.depth)
-            .with_width(self.width)
-            .with_zero_init_residual(self.zero_init_residual)
+        let m = &self.model;
+        ModelConfig::new(m.name)
+            .with_norm(m.norm)
+            .with_stem(m.stem)
+            .with_depth(m.depth)
+            .with_width(m.width)
+            .with_zero_init_residual(m.zero_init_residual)
     }
 
     /// The learning-rate schedule for `steps_per_epoch` steps per epoch.
     pub fn schedule(&self, steps_per_epoch: usize) -> Schedule {
+        let s = &self.schedule;
         let steps = |epochs: f64| (epochs * steps_per_epoch as f64).round() as usize;
         Schedule {
-            base_lr: self.lr,
-            kind: self.schedule,
-            milestones: self.milestones.iter().map(|&m| steps(m)).collect(),
-            gamma: self.gamma,
-            warmup_steps: steps(self.warmup_epochs),
-            total_steps: self.epochs * steps_per_epoch,
+            base_lr: self.optimizer.lr,
+            kind: s.kind,
+            milestones: s.milestones.iter().map(|&m| steps(m)).collect(),
+            gamma: s.gamma,
+            warmup_steps: steps(s.warmup_epochs),
+            total_steps: s.epochs * steps_per_epoch,
         }
+    }
+
+    /// `<model>-<init>-s<seed>`: what a run is, as a file name. A sweep names its runs so (a
+    /// restarted sweep finds them again); a single run adds the time.
+    pub fn label(&self) -> String {
+        let init = self.init.to_string().replace([':', '(', ')'], "_");
+        format!("{}-{init}-s{}", self.model.name, self.seed)
     }
 
     /// The settings as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("run settings serialise to TOML")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_toml_round_trips_and_reads_as_a_recipe() {
+        let mut config = RunArgs::default().resolve().unwrap();
+        config.schedule.kind = ScheduleKind::Multistep;
+        config.schedule.milestones = vec![10.0, 20.0];
+        config.data.train_limit = Some(100);
+        let text = config.to_toml();
+        let back: RunConfig = parse_toml(&text, Path::new("config.toml")).unwrap();
+        assert_eq!(back, config);
+        let recipe: RunArgs = parse_toml(&text, Path::new("config.toml")).unwrap();
+        assert_eq!(recipe.resolve().unwrap(), config);
+    }
+
+    #[test]
+    fn flags_win_over_the_recipe_and_the_recipe_over_the_defaults() {
+        let recipe: RunArgs = parse_toml(
+            "seed = 4\n[optimizer]\nlr = 0.5\nmomentum = 0.5\n",
+            Path::new("r.toml"),
+        )
+        .unwrap();
+        let flags = RunArgs {
+            optimizer: OptimizerArgs {
+                lr: Some(0.2),
+                ..OptimizerArgs::default()
+            },
+            ..RunArgs::default()
+        };
+        let config = flags.or(recipe).resolve().unwrap();
+        assert_eq!(config.optimizer.lr, 0.2);
+        assert_eq!(config.optimizer.momentum, 0.5);
+        assert_eq!(config.seed, 4);
+        assert_eq!(config.optimizer.weight_decay, 5e-4);
     }
 }

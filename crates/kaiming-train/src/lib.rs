@@ -1,12 +1,19 @@
 //! The trainer behind the `train` binary: runs on CIFAR-10 per init scheme, their comparison,
 //! and the signal-propagation probe. The binary is a thin layer over these modules.
+//!
+//! - [`trainer`]: the training step, shared by runs, sweeps, the bench and the tests.
+//! - [`run`]: one run's loop around it; [`sweep`]: many runs.
+//! - [`store`]: run folders (names, locks); [`checkpoint`]: checkpoint sets inside them;
+//!   [`metrics`], [`summary`]: the files a run leaves for [`compare`].
 
 pub mod atomic;
 pub mod backend;
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod fault;
 pub mod feed;
 pub mod inspect;
 pub mod metrics;
@@ -15,5 +22,7 @@ pub mod precision;
 pub mod probe;
 pub mod run;
 pub mod schedule;
+pub mod store;
 pub mod summary;
 pub mod sweep;
+pub mod trainer;

@@ -60,6 +60,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// `lr` at every step.
+    pub fn constant(lr: f64) -> Self {
+        Schedule {
+            base_lr: lr,
+            kind: ScheduleKind::Constant,
+            milestones: Vec::new(),
+            gamma: 1.0,
+            warmup_steps: 0,
+            total_steps: 0,
+        }
+    }
+
     /// Learning rate for the optimizer step with this 0-based index.
     pub fn lr(&self, step: usize) -> f64 {
         if step < self.warmup_steps {

@@ -69,11 +69,15 @@ fn impossible_values_are_named() {
 fn a_bad_config_file_names_its_line() {
     let cwd = tempfile::tempdir().unwrap();
     let config = cwd.path().join("bad.toml");
-    std::fs::write(&config, "model = \"resnet20\"\nepochs = \"many\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[model]\nname = \"resnet20\"\n[schedule]\nepochs = \"many\"\n",
+    )
+    .unwrap();
     let output = train(cwd.path(), &["--config", config.to_str().unwrap()]);
     let message = stderr(&output);
     assert!(!output.status.success());
-    assert!(message.contains("bad.toml:2"), "{message}");
+    assert!(message.contains("bad.toml:4"), "{message}");
 
     std::fs::write(&config, "modle = \"resnet20\"\n").unwrap();
     let output = train(cwd.path(), &["--config", config.to_str().unwrap()]);

@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kaiming_train::metrics::{MetricRow, Metrics};
+use kaiming_train::summary::Summary;
+
 /// The real CIFAR-10 folder from `CIFAR10_DIR`, or `None` after printing why a test skips.
 pub fn cifar_dir(test: &str) -> Option<PathBuf> {
     match std::env::var_os("CIFAR10_DIR").map(PathBuf::from) {
@@ -15,15 +18,41 @@ pub fn cifar_dir(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// Runs the `train` binary in `cwd` with `args`.
-pub fn train(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
+/// The `train` binary in `cwd` with `args`, quiet, never downloading, no fault injected.
+pub fn train_command(cwd: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_train"));
+    command
         .current_dir(cwd)
         .args(args)
         .env("RUST_LOG", "warn")
         .env_remove("CIFAR10_URL")
+        .env_remove("KAIMING_FAULT");
+    command
+}
+
+/// Runs the `train` binary in `cwd` with `args`.
+pub fn train(cwd: &Path, args: &[&str]) -> Output {
+    train_command(cwd, args)
         .output()
         .expect("the train binary runs")
+}
+
+/// The columns of metrics.csv that must repeat exactly; the timing columns cannot.
+pub fn deterministic(rows: &[MetricRow]) -> Vec<(usize, usize, String, f64, f64, f64)> {
+    rows.iter()
+        .map(|r| {
+            let lr = r.get("lr").expect("every row has a learning rate");
+            (r.step, r.epoch, r.split.clone(), r.loss(), r.accuracy(), lr)
+        })
+        .collect()
+}
+
+/// A run folder's summary and metrics.
+pub fn read_run(dir: &Path) -> (Summary, Metrics) {
+    (
+        Summary::read(&dir.join("summary.json")).unwrap(),
+        Metrics::read(&dir.join("metrics.csv")).unwrap(),
+    )
 }
 
 /// Stderr of a run, for messages.

@@ -2,25 +2,9 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{assert_success, cifar_dir, tiny_run_args, train};
-use kaiming_train::metrics::{MetricRow, Metrics};
-use kaiming_train::summary::{Status, Summary};
-
-/// The columns that must repeat exactly; timing columns cannot.
-fn deterministic(rows: &[MetricRow]) -> Vec<(usize, usize, String, f64, f64, f64)> {
-    rows.iter()
-        .map(|r| (r.step, r.epoch, r.split.clone(), r.loss, r.accuracy, r.lr))
-        .collect()
-}
-
-fn read_run(dir: &Path) -> (Summary, Metrics) {
-    (
-        Summary::read(&dir.join("summary.json")).unwrap(),
-        Metrics::read(&dir.join("metrics.csv")).unwrap(),
-    )
-}
+use common::{assert_success, cifar_dir, deterministic, read_run, tiny_run_args, train};
+use kaiming_train::metrics::MetricRow;
+use kaiming_train::summary::Status;
 
 #[test]
 fn a_short_run_writes_its_folder_and_its_loss_falls_and_resume_is_exact() {
@@ -37,13 +21,18 @@ fn a_short_run_writes_its_folder_and_its_loss_falls_and_resume_is_exact() {
         "config.toml",
         "metrics.csv",
         "summary.json",
-        "checkpoint/latest-model.bpk",
-        "checkpoint/latest-optimizer.bpk",
-        "checkpoint/latest-progress.json",
-        "checkpoint/best-model.bpk",
+        "run.lock",
+        "checkpoints/latest",
+        "checkpoints/best",
+        "checkpoints/step-000000020/model.bpk",
+        "checkpoints/step-000000020/optimizer.bpk",
+        "checkpoints/step-000000020/metrics.csv",
+        "checkpoints/step-000000020/progress.json",
     ] {
         assert!(straight.join(file).is_file(), "{file} missing");
     }
+    let latest = std::fs::read_to_string(straight.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest.trim(), "step-000000020");
     let (summary, metrics) = read_run(&straight);
     assert_eq!(summary.status, Status::Completed);
     assert_eq!(summary.epochs_completed, 2);
@@ -57,7 +46,7 @@ fn a_short_run_writes_its_folder_and_its_loss_falls_and_resume_is_exact() {
     assert_eq!(train_rows.len(), 10, "a train row every 2 of 20 steps");
     assert_eq!(metrics.evaluations().count(), 2, "a test row per epoch");
     // Training loss falls: the last quarter of the rows below the first quarter.
-    let mean = |rows: &[&MetricRow]| rows.iter().map(|r| r.loss).sum::<f64>() / rows.len() as f64;
+    let mean = |rows: &[&MetricRow]| rows.iter().map(|r| r.loss()).sum::<f64>() / rows.len() as f64;
     let (first, last) = (mean(&train_rows[..3]), mean(&train_rows[7..]));
     assert!(
         last < first,

@@ -230,20 +230,20 @@ fn a_gpu_run_writes_the_cpu_run_folder() {
                 (cpu.step, cpu.epoch, &cpu.split)
             );
             assert!(
-                row.loss.is_finite(),
+                row.loss().is_finite(),
                 "{backend}: step {} loss {}",
                 row.step,
-                row.loss
+                row.loss()
             );
         }
         // The first two steps agree closely; after that SGD amplifies rounding differences
         // (the forward and backward test above checks the arithmetic itself).
         let (first, cpu_first) = (&metrics.rows[0], &cpu_metrics.rows[0]);
         assert!(
-            (first.loss - cpu_first.loss).abs() < 0.01 * cpu_first.loss,
+            (first.loss() - cpu_first.loss()).abs() < 0.01 * cpu_first.loss(),
             "{backend}: first loss {} against {}",
-            first.loss,
-            cpu_first.loss
+            first.loss(),
+            cpu_first.loss()
         );
         eprintln!(
             "{backend} run on {}: same folder and curve as flex",

@@ -5,10 +5,13 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use kaiming_cifar::Batch;
 use kaiming_init::{InitPlan, Scheme};
 use kaiming_resnet::{Model, ModelConfig, ModelName};
+use kaiming_train::config::OptimizerSettings;
 use kaiming_train::precision::{LossScaler, Precision};
-use kaiming_train::run::sgd;
+use kaiming_train::schedule::Schedule;
+use kaiming_train::trainer::{Trainer, TrainerParts, sgd};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -88,21 +91,26 @@ fn half_precision_logits_track_f32() {
 fn half_precision_training_keeps_f32_master_weights_and_lowers_the_loss() {
     let device = device();
     let (images, labels) = batch(&device);
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     for precision in [Precision::Bf16, Precision::F16] {
-        let mut model = model(&device);
-        let mut optimizer = sgd(0.9, false, 0.0);
-        let mut scaler = LossScaler::new(precision);
+        let mut trainer = Trainer::new(TrainerParts {
+            model: model(&device),
+            optimizer: sgd(&OptimizerSettings {
+                weight_decay: 0.0,
+                ..OptimizerSettings::default()
+            }),
+            schedule: Schedule::constant(0.05),
+            precision,
+        });
         let mut losses = Vec::new();
         for _ in 0..6 {
-            let logits = precision.forward(&model, images.clone());
-            let loss = loss_fn.forward(logits, labels.clone());
-            losses.push(loss.clone().into_scalar::<f64>());
-            let grads = scaler
-                .backward(loss, &model)
-                .expect("no overflow at this loss scale");
-            model = optimizer.step(0.05, model, grads);
+            let stats = trainer.step(Batch {
+                images: images.clone(),
+                labels: labels.clone(),
+            });
+            assert!(stats.updated, "{precision}: no overflow at this loss scale");
+            losses.push(stats.loss);
         }
+        let model = trainer.model();
         let mut dtypes = Dtypes(Vec::new());
         model.visit(&mut dtypes);
         assert!(!dtypes.0.is_empty());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
-use clap::Parser;
+use clap::FromArgMatches;
 use kaiming_resnet::ModelConfig;
 use kaiming_train::cli::{Cli, Command, OutputArgs};
 use kaiming_train::config::RunArgs;
@@ -30,7 +30,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::command_with_defaults().get_matches_from(std::env::args_os());
+    let cli = match Cli::from_arg_matches(&cli) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -58,6 +63,8 @@ fn run_options(output: &OutputArgs) -> RunOptions {
         no_download: output.no_download,
         device: output.device,
         interrupt: Some(interrupt_flag()),
+        checkpoint_every: output.checkpoint_every,
+        keep_checkpoints: output.keep_checkpoints,
     }
 }
 
@@ -104,6 +111,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_download: args.output.no_download,
                 device: args.output.device,
                 interrupt: Some(interrupt_flag()),
+                checkpoint_every: args.output.checkpoint_every,
+                keep_checkpoints: args.output.keep_checkpoints,
                 ..RunOptions::default()
             };
             let dirs = sweep::sweep(&args.inits, &args.seeds, &base, &options)?;

@@ -1,0 +1,231 @@
+//! The training step: the one place where a batch becomes an update of the model.
+//!
+//! `train`, `train sweep`, `train bench` and the tests all step through [`Trainer::step`], so a
+//! metric, a monitor or a device is added here once. The trainer takes its parts from outside —
+//! the model, the optimizer, the schedule, the precision — and is fed batches by whoever drives
+//! it (the run loop with a CIFAR-10 feed, or a test with a synthetic in-memory dataset).
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Int, Tensor};
+use kaiming_cifar::Batch;
+use kaiming_resnet::Model;
+
+use crate::config::OptimizerSettings;
+use crate::feed::Feed;
+use crate::metrics::Tally;
+use crate::precision::{LossScaler, Precision};
+use crate::schedule::Schedule;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// 0-based index of the step (the schedule's argument).
+    pub step: usize,
+    /// Mean cross-entropy of the batch, before the update; not finite when the run diverged.
+    pub loss: f64,
+    /// Images of the batch classified correctly, before the update.
+    pub correct: usize,
+    /// Images in the batch.
+    pub images: usize,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// Whether the optimizer updated the model: not when the loss is not finite, nor when f16
+    /// gradients overflowed (the step is skipped, as PyTorch's GradScaler does).
+    pub updated: bool,
+}
+
+/// The phases of a step, reported to a [`StepObserver`] as each ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Forward pass and loss (its value read back).
+    Forward,
+    /// Backward pass.
+    Backward,
+    /// Optimizer update.
+    Update,
+}
+
+/// Watches a step from inside: `train bench` times the phases through it.
+pub trait StepObserver {
+    /// Called as `phase` ends, with the device the step runs on.
+    fn ended(&mut self, phase: Phase, device: &Device);
+}
+
+impl StepObserver for () {
+    fn ended(&mut self, _: Phase, _: &Device) {}
+}
+
+/// The parts of a trainer.
+pub struct TrainerParts {
+    /// The model, on an autodiff device.
+    pub model: Model,
+    /// Its optimizer.
+    pub optimizer: ModuleOptimizer,
+    /// Learning rate per step.
+    pub schedule: Schedule,
+    /// Arithmetic of the passes.
+    pub precision: Precision,
+}
+
+/// A model with its optimizer, stepping through batches.
+pub struct Trainer {
+    model: Model,
+    optimizer: ModuleOptimizer,
+    schedule: Schedule,
+    precision: Precision,
+    scaler: LossScaler,
+    loss: CrossEntropyLoss,
+    device: Device,
+    step: usize,
+}
+
+impl Trainer {
+    /// A trainer at step 0.
+    pub fn new(parts: TrainerParts) -> Self {
+        let device = model_device(&parts.model);
+        Trainer {
+            loss: CrossEntropyLossConfig::new().init(&device),
+            scaler: LossScaler::new(parts.precision),
+            model: parts.model,
+            optimizer: parts.optimizer,
+            schedule: parts.schedule,
+            precision: parts.precision,
+            device,
+            step: 0,
+        }
+    }
+
+    /// One optimizer step on `batch`.
+    pub fn step(&mut self, batch: Batch) -> StepStats {
+        self.step_observed(batch, &mut ())
+    }
+
+    /// One optimizer step on `batch`, reporting its phases to `observer`.
+    pub fn step_observed(&mut self, batch: Batch, observer: &mut impl StepObserver) -> StepStats {
+        let images = batch.labels.dims()[0];
+        let lr = self.schedule.lr(self.step);
+        let logits = self.precision.forward(&self.model, batch.images);
+        let loss = self.loss.forward(logits.clone(), batch.labels.clone());
+        let loss_value = loss.clone().into_scalar::<f64>();
+        observer.ended(Phase::Forward, &self.device);
+        let mut stats = StepStats {
+            step: self.step,
+            loss: loss_value,
+            correct: 0,
+            images,
+            lr,
+            updated: false,
+        };
+        if !loss_value.is_finite() {
+            return stats;
+        }
+        stats.correct = count_correct(logits, batch.labels);
+        let grads = self.scaler.backward(loss, &self.model);
+        observer.ended(Phase::Backward, &self.device);
+        if let Some(grads) = grads {
+            self.model = self.optimizer.step(lr, self.model.clone(), grads);
+            stats.updated = true;
+        }
+        observer.ended(Phase::Update, &self.device);
+        self.step += 1;
+        stats
+    }
+
+    /// Loss and accuracy of the model in evaluation mode over every batch of `feed`.
+    pub fn evaluate(&self, feed: &Feed) -> Tally {
+        let model = self.model.valid();
+        let device = model_device(&model);
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let mut tally = Tally::default();
+        let started = std::time::Instant::now();
+        let data = feed.epoch(0);
+        for index in 0..feed.batches_per_epoch() {
+            let batch = data.batch(index).expect("index in range");
+            let images = batch.labels.dims()[0];
+            let logits = self.precision.forward(&model, batch.images);
+            let loss = loss_fn
+                .forward(logits.clone(), batch.labels.clone())
+                .into_scalar::<f64>();
+            tally.add(loss, count_correct(logits, batch.labels), images, 0.0);
+        }
+        tally.seconds = started.elapsed().as_secs_f64();
+        tally
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The optimizer and its state.
+    pub fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optimizer
+    }
+
+    /// The arithmetic of the passes.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Steps done.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// The f16 loss scaler's state.
+    pub fn scaler(&self) -> LossScaler {
+        self.scaler
+    }
+
+    /// Puts the trainer where a checkpoint left it.
+    pub fn restore(
+        &mut self,
+        model: Model,
+        optimizer: ModuleOptimizer,
+        step: usize,
+        scaler: LossScaler,
+    ) {
+        self.model = model;
+        self.optimizer = optimizer;
+        self.step = step;
+        self.scaler = scaler;
+    }
+
+    /// Learning rate of the step with this 0-based index.
+    pub fn lr(&self, step: usize) -> f64 {
+        self.schedule.lr(step)
+    }
+}
+
+/// SGD with momentum (no dampening, as PyTorch and the papers) and L2 weight decay.
+pub fn sgd(settings: &OptimizerSettings) -> ModuleOptimizer {
+    let momentum = (settings.momentum > 0.0).then_some(MomentumConfig {
+        momentum: settings.momentum,
+        dampening: 0.0,
+        nesterov: settings.nesterov,
+    });
+    let weight_decay = (settings.weight_decay > 0.0).then_some(WeightDecayConfig {
+        penalty: settings.weight_decay as f32,
+    });
+    SgdConfig::new()
+        .with_momentum(momentum)
+        .with_weight_decay(weight_decay)
+        .init()
+}
+
+fn model_device(model: &Model) -> Device {
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("a model with parameters has a device")
+}
+
+fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
+    let predictions = logits.argmax(1).flatten::<1>(0, 1);
+    predictions.equal(labels).int().sum().into_scalar::<i64>() as usize
+}

@@ -1,0 +1,160 @@
+//! Runs that survive kill -9: killed at points inside an epoch and inside a checkpoint set,
+//! then resumed, they end with the rows of an uninterrupted run; one folder has one writer; a
+//! failed start leaves nothing.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+
+use common::{
+    assert_success, cifar_dir, deterministic, read_run, stderr, tiny_run_args, train, train_command,
+};
+use kaiming_train::summary::Status;
+
+/// 320 images in batches of 32: 10 steps an epoch, 2 epochs; a mid-epoch set at every fourth
+/// step, so sets at steps 4, 8, 10 (end of epoch 1), 12, 16, 20.
+fn args<'a>(data: &'a str, name: &'a str) -> Vec<&'a str> {
+    let mut args = tiny_run_args(data, name, "2");
+    args.extend(["--checkpoint-every", "4", "--keep-checkpoints", "2"]);
+    args
+}
+
+/// Runs with `KAIMING_FAULT=fault` and checks the process died of SIGKILL.
+fn killed_at(cwd: &Path, data: &str, name: &str, fault: &str) {
+    let output = train_command(cwd, &args(data, name))
+        .env("KAIMING_FAULT", fault)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(9),
+        "{fault}: the run was not killed:\n{}",
+        stderr(&output)
+    );
+}
+
+fn resume(cwd: &Path, data: &str, dir: &Path) {
+    assert_success(&train(
+        cwd,
+        &[
+            "--resume",
+            dir.to_str().unwrap(),
+            "--quiet",
+            "--data-dir",
+            data,
+            "--checkpoint-every",
+            "4",
+        ],
+    ));
+}
+
+#[test]
+fn a_run_killed_anywhere_resumes_to_the_rows_of_an_uninterrupted_run() {
+    let Some(data) = cifar_dir("the kill -9 resume test") else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    assert_success(&train(cwd.path(), &args(data, "straight")));
+    let (_, straight) = read_run(&cwd.path().join("runs/straight"));
+
+    for (name, fault, resumes_from) in [
+        // Before the first mid-epoch set: nothing to resume from, the run starts again.
+        ("before-first-set", "after-step@3", None),
+        // After the set of step 4, before that of step 8.
+        ("mid-epoch", "after-step@6", Some("step-000000004")),
+        // In epoch 2, after the end-of-epoch set (step 10), before that of step 12.
+        ("second-epoch", "after-step@11", Some("step-000000010")),
+        // Inside the second set (step 8), between its model and optimizer files.
+        (
+            "inside-a-set",
+            "checkpoint-between-files@2",
+            Some("step-000000004"),
+        ),
+        // The set of step 10 complete, its pointer not yet switched.
+        (
+            "before-the-pointer",
+            "checkpoint-before-pointer@3",
+            Some("step-000000008"),
+        ),
+    ] {
+        killed_at(cwd.path(), data, name, fault);
+        let dir = cwd.path().join("runs").join(name);
+        let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).ok();
+        assert_eq!(
+            latest.as_deref().map(str::trim),
+            resumes_from,
+            "{name}: the set resume would load"
+        );
+        resume(cwd.path(), data, &dir);
+        let (summary, rows) = read_run(&dir);
+        assert_eq!(summary.status, Status::Completed, "{name}");
+        assert_eq!(summary.steps, 20, "{name}");
+        assert_eq!(
+            deterministic(&rows.rows),
+            deterministic(&straight.rows),
+            "{name}: the resumed run's rows differ from the uninterrupted run's"
+        );
+        let staging = std::fs::read_dir(dir.join("checkpoints"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".partial"))
+            .count();
+        assert_eq!(staging, 0, "{name}: a staging folder was left behind");
+    }
+}
+
+#[test]
+fn two_processes_given_one_name_at_once_train_it_once() {
+    let Some(data) = cifar_dir("the run lock test") else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let args = tiny_run_args(data, "shared", "1");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            train_command(cwd.path(), &args)
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let succeeded = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(succeeded, 1, "exactly one of the two runs must train");
+    let refused = outputs.iter().find(|o| !o.status.success()).unwrap();
+    let message = stderr(refused);
+    assert!(
+        message.contains("in use by another train process") || message.contains("already holds"),
+        "{message}"
+    );
+    let (summary, _) = read_run(&cwd.path().join("runs/shared"));
+    assert_eq!(summary.status, Status::Completed);
+}
+
+#[test]
+fn a_run_that_fails_before_its_first_step_leaves_no_folder() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = train(
+        cwd.path(),
+        &[
+            "--data-dir",
+            "/nonexistent/cifar",
+            "--no-download",
+            "--name",
+            "never",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("/nonexistent/cifar"));
+    assert!(
+        !cwd.path().join("runs/never").exists(),
+        "the failed run left its folder"
+    );
+}
