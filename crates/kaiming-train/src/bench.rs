@@ -245,7 +245,11 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
             backward: (backward - forward).as_secs_f64(),
             optimizer: (end - backward).as_secs_f64(),
         };
-        if let Some(usage) = device.memory_pool_usage() {
+        // Only GPU devices have a pool; asking a CPU device wakes the wgpu runtime of a
+        // wgpu-enabled build, whose Vulkan loader then prints noise on machines without a GPU.
+        if config.backend.is_gpu()
+            && let Some(usage) = device.memory_pool_usage()
+        {
             peak_device_bytes = peak_device_bytes.max(usage.bytes_reserved);
         }
         if step >= config.warmup {

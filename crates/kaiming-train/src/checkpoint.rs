@@ -250,7 +250,9 @@ impl Checkpoints {
     /// The set `latest` names, checked, or `None` when the run has none yet.
     pub fn latest(&self) -> Result<Option<LoadedSet>> {
         match self.pointer("latest")? {
-            Some(name) => read_set(&self.dir.join(name)).map(Some),
+            Some(name) => read_set(&self.dir.join(&name))
+                .map(Some)
+                .with_context(|| format!("{} names {name}", self.dir.join("latest").display())),
             None => Ok(None),
         }
     }
@@ -322,9 +324,10 @@ pub fn read_set(dir: &Path) -> Result<LoadedSet> {
         let found = file_sum(dir, file)?;
         ensure!(
             found == *sum,
-            "{} is damaged: {} bytes with CRC-32 {:08x}, where the set recorded {} bytes with \
-             {:08x}",
+            "{} is damaged (or {} is): {} bytes with CRC-32 {:08x}, where the set recorded {} \
+             bytes with {:08x}",
             dir.join(file).display(),
+            index_path.display(),
             found.bytes,
             found.crc32,
             sum.bytes,

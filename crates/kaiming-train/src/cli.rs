@@ -37,6 +37,7 @@ pub struct Cli {
 
 /// Settings of a training invocation that do not change its results.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Run folder and checkpoints")]
 pub struct OutputArgs {
     /// TOML recipe with any of the run settings (flags win), e.g. configs/resnet20-he2016.toml
     #[arg(long, global = false)]
@@ -156,6 +157,7 @@ pub struct SweepArgs {
 
 /// Output settings of `train sweep`.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Run folders and checkpoints")]
 pub struct SweepOutputArgs {
     /// TOML recipe with any of the run settings (flags win)
     #[arg(long)]

@@ -84,7 +84,7 @@ pub struct RunArgs {
 pub struct ModelArgs {
     /// Model: resnet18…resnet152, resnet20…resnet1202, plain20…plain1202,
     /// plain-resnet18…plain-resnet152, plaincnn
-    #[arg(id = "model", long = "model")]
+    #[arg(id = "model", long = "model", value_name = "MODEL")]
     pub name: Option<ModelName>,
     /// Weight layers of plaincnn
     #[arg(long)]
@@ -131,7 +131,7 @@ pub struct ScheduleArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Learning-rate schedule: constant, cosine, multistep
-    #[arg(id = "schedule", long = "schedule")]
+    #[arg(id = "schedule", long = "schedule", value_name = "SCHEDULE")]
     pub kind: Option<ScheduleKind>,
     /// Epochs at which multistep multiplies the rate by --gamma, e.g. 91,136
     #[arg(long, value_delimiter = ',')]
@@ -151,7 +151,7 @@ pub struct ScheduleArgs {
 pub struct DataArgs {
     /// CIFAR-10 folder (cifar-10-batches-bin); else CIFAR10_DIR, ./datasets, burn's cache, or a
     /// download
-    #[arg(id = "data_dir", long = "data-dir")]
+    #[arg(id = "data_dir", long = "data-dir", value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Images per optimizer step
     #[arg(long)]
@@ -373,9 +373,13 @@ pub fn help_defaults() -> Vec<(&'static str, String)> {
 /// Parses TOML into `T`, naming `origin` and the line of a syntax or type error.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
     toml::from_str(text).map_err(|error| {
-        let line = error
-            .span()
-            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let line = error.span().map(|span| {
+            text.get(..span.start)
+                .unwrap_or(text)
+                .lines()
+                .count()
+                .max(1)
+        });
         match line {
             Some(line) => anyhow::anyhow!("{}:{line}: {}", origin.display(), error.message()),
             None => anyhow::anyhow!("{}: {}", origin.display(), error.message()),
@@ -616,6 +620,45 @@ mod tests {
         assert_eq!(back, config);
         let recipe: RunArgs = parse_toml(&text, Path::new("config.toml")).unwrap();
         assert_eq!(recipe.resolve().unwrap(), config);
+    }
+
+    /// The files under `dir`, recursively, that `accept` takes.
+    fn files(dir: &Path, accept: &dyn Fn(&Path) -> bool, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, accept, found);
+            } else if accept(&path) {
+                found.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_shipped_recipes_and_published_runs_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut recipes = Vec::new();
+        files(
+            &root.join("configs"),
+            &|p| p.extension().is_some_and(|e| e == "toml"),
+            &mut recipes,
+        );
+        assert!(recipes.len() >= 5, "{recipes:?}");
+        for recipe in recipes {
+            let args = RunArgs::from_file(&recipe).unwrap();
+            args.resolve()
+                .unwrap_or_else(|e| panic!("{}: {e}", recipe.display()));
+        }
+        let mut runs = Vec::new();
+        files(
+            &root.join("docs/results"),
+            &|p| p.file_name().is_some_and(|n| n == "config.toml"),
+            &mut runs,
+        );
+        assert!(!runs.is_empty());
+        for run in runs {
+            RunConfig::read(&run).unwrap();
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub enum Slot {
     /// Nothing: a run may start there.
     Free,
     /// A run of the same configuration, with its summary where it has one.
-    SameRun(Option<Summary>),
+    SameRun(Option<Box<Summary>>),
     /// Something else: another run, or files that are not a run.
     Other,
 }
@@ -104,7 +104,7 @@ impl RunStore {
         }
         match RunConfig::read(&path.join("config.toml")) {
             Ok(saved) if &saved == config => {
-                Slot::SameRun(Summary::read(&path.join("summary.json")).ok())
+                Slot::SameRun(Summary::read(&path.join("summary.json")).ok().map(Box::new))
             }
             Ok(_) => Slot::Other,
             Err(_) if is_empty_but_lock(&path) => Slot::Free,

@@ -42,11 +42,11 @@ pub fn sweep(
                 ),
                 Slot::SameRun(Some(summary)) if summary.status == Status::Completed => {
                     tracing::info!("{name} is already completed; skipping");
-                    summary
+                    *summary
                 }
                 Slot::SameRun(Some(summary)) if summary.status == Status::Diverged => {
                     tracing::info!("{name} diverged before; keeping that result");
-                    summary
+                    *summary
                 }
                 Slot::SameRun(_) => resume(&dir, options)?,
                 Slot::Free => {

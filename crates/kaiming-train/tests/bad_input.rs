@@ -38,6 +38,16 @@ fn impossible_values_are_named() {
     let with = |extra: &[&'static str]| [extra, &no_data[..]].concat();
     fails_with(&with(&["--batch-size", "0"]), "--batch-size");
     fails_with(&with(&["--lr=-0.1"]), "--lr");
+    // A negative number after a flag is its value, not another flag.
+    fails_with(
+        &with(&["--lr", "-1"]),
+        "--lr must be a positive number (got -1)",
+    );
+    fails_with(
+        &with(&["--checkpoint-every", "soon"]),
+        "neither a step count (500) nor a duration",
+    );
+    fails_with(&with(&["--name", "a/b"]), "--name 'a/b'");
     fails_with(&with(&["--epochs", "0"]), "--epochs");
     fails_with(&with(&["--momentum", "1.5"]), "--momentum");
     fails_with(

@@ -134,3 +134,39 @@ fn a_sweep_runs_every_combination_compares_and_skips_completed_runs() {
     assert_success(&train(cwd.path(), &args));
     assert_eq!(std::fs::read(&summary).unwrap(), before);
 }
+
+#[test]
+fn cpu_commands_of_a_gpu_enabled_build_do_not_wake_the_vulkan_loader() {
+    let Some(data) = cifar_dir("the CPU quietness test") else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    // An empty XDG_RUNTIME_DIR makes the Vulkan loader complain the moment anything opens it.
+    let quiet = |args: &[&str]| {
+        let output = common::train_command(cwd.path(), args)
+            .env("XDG_RUNTIME_DIR", "")
+            .output()
+            .unwrap();
+        assert_success(&output);
+        let message = stderr(&output);
+        assert!(
+            !message.contains("XDG_RUNTIME_DIR") && !message.contains("EGL"),
+            "{args:?} woke a GPU runtime:\n{message}"
+        );
+    };
+    quiet(&[
+        "bench",
+        "--models",
+        "resnet20",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--batch-size",
+        "8",
+        "--data-dir",
+        data,
+    ]);
+    quiet(&common::tiny_run_args(data, "cpu", "1"));
+}
