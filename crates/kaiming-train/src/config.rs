@@ -179,7 +179,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// Compute backend.
     pub backend: Backend,
-    /// Arithmetic precision.
+    /// Arithmetic precision (absent in runs made before it existed: f32).
+    #[serde(default)]
     pub precision: Precision,
     /// Steps per train row in metrics.csv.
     pub log_every: usize,
