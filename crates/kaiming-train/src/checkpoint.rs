@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::{sync_dir, write_atomic};
 use crate::fault::{self, Point};
 use crate::metrics::{Metrics, Tally};
+use crate::monitor::Signal;
 use crate::precision::LossScaler;
 
 const MODEL: &str = "model.bpk";
@@ -53,6 +54,8 @@ pub struct Progress {
     pub last_epoch_loss: Option<f64>,
     /// The f16 loss scale.
     pub scaler: LossScaler,
+    /// The monitor's diagnoses so far.
+    pub signals: Vec<Signal>,
 }
 
 /// One file of a set, as `progress.json` records it.

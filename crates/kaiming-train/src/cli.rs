@@ -85,6 +85,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Per-layer activation and gradient std at initialisation, per scheme
     Probe(ProbeArgs),
+    /// The signal monitor of runs: every quantity per layer over training (SVG, PNG) and the
+    /// diagnoses
+    Monitor(MonitorArgs),
     /// Every model with its parameter count and forward multiply-adds per image
     Models(ModelsArgs),
     /// Where CIFAR-10 was found, images per class, channel statistics, checksums, sample grid
@@ -192,6 +195,14 @@ pub struct CompareArgs {
     /// Folder for comparison.csv, comparison.svg and comparison.png [default: the runs' parent]
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `train monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Run folders, each with monitor.csv (written by runs with --monitor-every > 0)
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
 }
 
 /// `train probe`.

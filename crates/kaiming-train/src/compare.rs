@@ -10,7 +10,8 @@ use kaiming_resnet::Norm;
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::metrics::Metrics;
-use crate::plot::{Panel, Series, save_figure};
+use crate::monitor::{Signal, SignalKind};
+use crate::plot::{Colour, Panel, Series, save_figure};
 use crate::precision::Precision;
 use crate::summary::Summary;
 
@@ -99,6 +100,7 @@ pub fn table(runs: &[RunRecord]) -> Table {
         "final train loss",
         "epochs",
         "time s",
+        "signals",
     ]);
     for run in runs {
         let s = &run.summary;
@@ -113,9 +115,27 @@ pub fn table(runs: &[RunRecord]) -> Table {
             s.final_train_loss.map_or("-".into(), |l| format!("{l:.4}")),
             s.epochs_completed.to_string(),
             format!("{:.0}", s.total_time_s),
+            signal_counts(&s.signals),
         ]);
     }
     table
+}
+
+/// The monitor's diagnoses of a run as counts of layers per kind, e.g. `vanishing 9, update
+/// ratio 30`; `-` for none.
+pub fn signal_counts(signals: &[Signal]) -> String {
+    let mut counts: BTreeMap<SignalKind, usize> = BTreeMap::new();
+    for signal in signals {
+        *counts.entry(signal.kind).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return "-".to_string();
+    }
+    counts
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A curve as `(x, y)` points.
@@ -188,7 +208,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
             let (points, band) = aggregate(&curves);
             Series {
                 label: label.clone(),
-                color,
+                color: Colour::Palette(color),
                 points,
                 band: (members.len() > 1).then_some(band),
                 dashed: false,
@@ -239,6 +259,7 @@ struct SummaryRow<'a> {
     final_train_loss: Option<f64>,
     epochs: usize,
     time_s: f64,
+    signals: String,
 }
 
 impl RunRecord {
@@ -255,6 +276,7 @@ impl RunRecord {
             final_train_loss: s.final_train_loss,
             epochs: s.epochs_completed,
             time_s: s.total_time_s,
+            signals: signal_counts(&s.signals),
         }
     }
 }

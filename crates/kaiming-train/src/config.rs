@@ -1,6 +1,6 @@
 //! Run settings: flags, TOML recipes, defaults, and the fully resolved `config.toml` of a run.
 //!
-//! The settings come in four sections — model, optimizer, schedule, data — plus a few that
+//! The settings come in sections — model, optimizer, schedule, data, monitor — plus a few that
 //! concern the whole run (init, seed, backend, precision, logging). Each section exists twice:
 //! as `…Args`, every field optional (flags, a `--config` recipe), and as `…Settings`, every field
 //! resolved. The defaults are stated once, in the `Default` impls of the `…Settings` types;
@@ -30,6 +30,7 @@ use kaiming_resnet::{ModelConfig, ModelName, Norm, StemKind};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::monitor::MonitorSettings;
 use crate::precision::Precision;
 use crate::schedule::{Schedule, ScheduleKind};
 
@@ -75,6 +76,44 @@ pub struct RunArgs {
     #[command(flatten)]
     #[serde(default)]
     pub data: DataArgs,
+    /// The training-time signal monitor.
+    #[command(flatten)]
+    #[serde(default)]
+    pub monitor: MonitorArgs,
+}
+
+/// The `[monitor]` section, every field optional.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Signal monitor")]
+pub struct MonitorArgs {
+    /// Measure per-layer activations, dead ReLUs, gradients and update ratios on a fixed batch
+    /// every N steps (monitor.csv, TensorBoard, diagnoses in summary.json); 0 turns it off
+    #[arg(long = "monitor-every", id = "monitor_every", value_name = "N")]
+    pub every: Option<usize>,
+    /// Images in the monitor's fixed batch (the first training images, unaugmented)
+    #[arg(
+        long = "monitor-batch-size",
+        id = "monitor_batch_size",
+        value_name = "N"
+    )]
+    pub batch_size: Option<usize>,
+    /// Diagnose vanishing when a layer's activation std falls below this fraction of the first
+    /// layer's, or its gradient std below this fraction of the last layer's
+    #[arg(long)]
+    pub vanishing_below: Option<f64>,
+    /// Diagnose exploding above this multiple
+    #[arg(long)]
+    pub exploding_above: Option<f64>,
+    /// Diagnose dead ReLUs when more than this fraction of a layer's channels are dead
+    #[arg(long)]
+    pub dead_above: Option<f64>,
+    /// Diagnose an update ratio ‖Δw‖/‖w‖ below this
+    #[arg(long)]
+    pub update_ratio_min: Option<f64>,
+    /// Diagnose an update ratio above this
+    #[arg(long)]
+    pub update_ratio_max: Option<f64>,
 }
 
 /// The `[model]` section, every field optional.
@@ -192,6 +231,9 @@ pub struct RunConfig {
     pub schedule: ScheduleSettings,
     /// Images and batches.
     pub data: DataSettings,
+    /// The signal monitor (absent in runs made before it existed: the defaults).
+    #[serde(default)]
+    pub monitor: MonitorSettings,
 }
 
 /// The `[model]` section.
@@ -273,6 +315,7 @@ impl Default for RunConfig {
             optimizer: OptimizerSettings::default(),
             schedule: ScheduleSettings::default(),
             data: DataSettings::default(),
+            monitor: MonitorSettings::default(),
         }
     }
 }
@@ -368,6 +411,13 @@ pub fn help_defaults() -> Vec<(&'static str, String)> {
         ("train_limit", limit(d.data.train_limit)),
         ("eval_limit", limit(d.data.eval_limit)),
         ("val_split", d.data.val_split.to_string()),
+        ("monitor_every", d.monitor.every.to_string()),
+        ("monitor_batch_size", d.monitor.batch_size.to_string()),
+        ("vanishing_below", d.monitor.vanishing_below.to_string()),
+        ("exploding_above", d.monitor.exploding_above.to_string()),
+        ("dead_above", d.monitor.dead_above.to_string()),
+        ("update_ratio_min", d.monitor.update_ratio_min.to_string()),
+        ("update_ratio_max", d.monitor.update_ratio_max.to_string()),
     ]
 }
 
@@ -442,13 +492,40 @@ impl RunArgs {
                 eval_limit: self.data.eval_limit.or(base.data.eval_limit),
                 val_split: self.data.val_split.or(base.data.val_split),
             },
+            monitor: MonitorArgs {
+                every: self.monitor.every.or(base.monitor.every),
+                batch_size: self.monitor.batch_size.or(base.monitor.batch_size),
+                vanishing_below: self
+                    .monitor
+                    .vanishing_below
+                    .or(base.monitor.vanishing_below),
+                exploding_above: self
+                    .monitor
+                    .exploding_above
+                    .or(base.monitor.exploding_above),
+                dead_above: self.monitor.dead_above.or(base.monitor.dead_above),
+                update_ratio_min: self
+                    .monitor
+                    .update_ratio_min
+                    .or(base.monitor.update_ratio_min),
+                update_ratio_max: self
+                    .monitor
+                    .update_ratio_max
+                    .or(base.monitor.update_ratio_max),
+            },
         }
     }
 
     /// The complete, checked settings, the defaults filling what is not given.
     pub fn resolve(self) -> Result<RunConfig> {
         let d = RunConfig::default();
-        let (m, o, s, data) = (self.model, self.optimizer, self.schedule, self.data);
+        let (m, o, s, data, w) = (
+            self.model,
+            self.optimizer,
+            self.schedule,
+            self.data,
+            self.monitor,
+        );
         let config = RunConfig {
             init: self.init.unwrap_or(d.init),
             seed: self.seed.unwrap_or(d.seed),
@@ -482,6 +559,15 @@ impl RunArgs {
                 train_limit: data.train_limit.or(d.data.train_limit),
                 eval_limit: data.eval_limit.or(d.data.eval_limit),
                 val_split: data.val_split.unwrap_or(d.data.val_split),
+            },
+            monitor: MonitorSettings {
+                every: w.every.unwrap_or(d.monitor.every),
+                batch_size: w.batch_size.unwrap_or(d.monitor.batch_size),
+                vanishing_below: w.vanishing_below.unwrap_or(d.monitor.vanishing_below),
+                exploding_above: w.exploding_above.unwrap_or(d.monitor.exploding_above),
+                dead_above: w.dead_above.unwrap_or(d.monitor.dead_above),
+                update_ratio_min: w.update_ratio_min.unwrap_or(d.monitor.update_ratio_min),
+                update_ratio_max: w.update_ratio_max.unwrap_or(d.monitor.update_ratio_max),
             },
         };
         config.validate()?;
@@ -562,6 +648,7 @@ impl RunConfig {
                 bail!("--schedule multistep needs --milestones");
             }
         }
+        self.monitor.validate()?;
         self.model_config()
             .validate()
             .map_err(|error| anyhow::anyhow!("{error}"))?;

@@ -13,10 +13,10 @@ use crate::atomic::write_atomic;
 /// One line, optionally with a shaded min–max band around it.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// Legend text.
+    /// Legend text; empty leaves the series out of the legend.
     pub label: String,
-    /// Index into the palette; series sharing a colour belong together.
-    pub color: usize,
+    /// Its colour.
+    pub color: Colour,
     /// Points of the line, in x order.
     pub points: Vec<(f64, f64)>,
     /// Lower and upper edge of the band at the same x values.
@@ -24,6 +24,40 @@ pub struct Series {
     /// Drawn dashed, for theory lines.
     pub dashed: bool,
 }
+
+/// The colour of a series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Colour {
+    /// Index into the palette; series sharing a colour belong together.
+    Palette(usize),
+    /// A position in [0, 1] on a dark-blue-to-yellow ramp (viridis-like), for many ordered
+    /// series such as the layers of a net.
+    Ramp(f64),
+}
+
+impl Colour {
+    fn rgb(self) -> RGBColor {
+        match self {
+            Colour::Palette(index) => PALETTE[index % PALETTE.len()],
+            Colour::Ramp(t) => {
+                let t = t.clamp(0.0, 1.0) * (RAMP.len() - 1) as f64;
+                let (i, f) = (t.floor() as usize, t.fract());
+                let (a, b) = (RAMP[i], RAMP[(i + 1).min(RAMP.len() - 1)]);
+                let mix = |x: u8, y: u8| (f64::from(x) + f * (f64::from(y) - f64::from(x))) as u8;
+                RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+            }
+        }
+    }
+}
+
+/// Stops of the ramp: viridis at 0, ¼, ½, ¾ and 1.
+const RAMP: [RGBColor; 5] = [
+    RGBColor(68, 1, 84),
+    RGBColor(59, 82, 139),
+    RGBColor(33, 145, 140),
+    RGBColor(94, 201, 98),
+    RGBColor(253, 231, 37),
+];
 
 /// One chart of a figure.
 #[derive(Debug, Clone)]
@@ -51,7 +85,8 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Writes the panels side by side to `<stem>.svg` and `<stem>.png`.
+/// Writes the panels to `<stem>.svg` and `<stem>.png`: side by side, in rows of three when
+/// there are more than three.
 pub fn save_figure(panels: &[Panel], stem: &Path) -> Result<()> {
     let svg = render_svg(panels)?;
     write_atomic(&stem.with_extension("svg"), svg.as_bytes())?;
@@ -62,14 +97,12 @@ pub fn save_figure(panels: &[Panel], stem: &Path) -> Result<()> {
 fn render_svg(panels: &[Panel]) -> Result<String> {
     let mut svg = String::new();
     {
-        let width = 640 * panels.len().max(1) as u32;
-        let root = SVGBackend::with_string(&mut svg, (width, 480)).into_drawing_area();
+        let columns = panels.len().clamp(1, 3);
+        let rows = panels.len().max(1).div_ceil(columns);
+        let size = (640 * columns as u32, 480 * rows as u32);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE)?;
-        for (area, panel) in root
-            .split_evenly((1, panels.len().max(1)))
-            .iter()
-            .zip(panels)
-        {
+        for (area, panel) in root.split_evenly((rows, columns)).iter().zip(panels) {
             draw_panel(area, panel)?;
         }
         root.present()?;
@@ -111,7 +144,7 @@ where
     let log_y = panel.log_y;
     let format_y = move |v: &f64| {
         if log_y {
-            format!("1e{v:.0}")
+            format!("{:.1e}", 10f64.powf(*v))
         } else {
             format!("{v:.3}")
         }
@@ -124,7 +157,7 @@ where
         .draw()?;
 
     for series in &panel.series {
-        let color = PALETTE[series.color % PALETTE.len()];
+        let color = series.color.rgb();
         if let Some(band) = &series.band {
             let upper = band
                 .iter()
@@ -152,9 +185,11 @@ where
         } else {
             chart.draw_series(LineSeries::new(points, style))?
         };
-        drawn.label(&series.label).legend(move |(x, y)| {
-            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-        });
+        if !series.label.is_empty() {
+            drawn.label(&series.label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        }
     }
     chart
         .configure_series_labels()

@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use kaiming_cifar::{CifarDataset, Loader, LoaderConfig, Normalization, Split, locate_data_dir};
@@ -17,7 +16,8 @@ use kaiming_resnet::ModelConfig;
 use serde::Serialize;
 
 use crate::atomic::write_atomic;
-use crate::plot::{Panel, Series, save_figure};
+use crate::plot::{Colour, Panel, Series, save_figure};
+use crate::signals::{std_of, trace};
 
 /// One line of `probe.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,7 +69,6 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let device = config.device.clone().autodiff();
     let (images, labels) = batch(config, &device)?;
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
 
     let mut rows = Vec::new();
     for &scheme in &config.inits {
@@ -77,16 +76,7 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
             .model
             .init_with(&device, &InitPlan::new(scheme), config.seed)
             .map_err(|error| anyhow::anyhow!("{error}"))?;
-        // A zero leaf added to every traced output: its gradient is the output's gradient, and
-        // the sum leaves the forward pass unchanged.
-        let mut probes: Vec<(String, Tensor<4>, Tensor<4>)> = Vec::new();
-        let logits = model.forward_hooked(images.clone(), &mut |name: &str, x: Tensor<4>| {
-            let probe = Tensor::<4>::zeros(x.dims(), &device).require_grad();
-            let x = x + probe.clone();
-            probes.push((name.to_string(), x.clone(), probe));
-            x
-        });
-        let grads = loss_fn.forward(logits, labels.clone()).backward();
+        let signals = trace(&model, images.clone(), labels.clone());
 
         // He et al. 2015, eq. (10): the ratio of second moments of consecutive layers.
         let gains: Vec<f64> = report
@@ -97,9 +87,10 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
             .collect();
         let plain = matches!(config.model.name, kaiming_resnet::ModelName::PlainCnn);
         let mut first_std = None;
-        for (index, (layer, output, probe)) in probes.into_iter().enumerate() {
-            let activation_std = std_of(output);
-            let gradient_std = probe.grad(&grads).map_or(f64::NAN, std_of);
+        for (index, signal) in signals.into_iter().enumerate() {
+            let activation_std = scalar(std_of(signal.output));
+            let gradient_std = signal.gradient.map_or(f64::NAN, |g| scalar(std_of(g)));
+            let layer = signal.name;
             let first = *first_std.get_or_insert(activation_std);
             let predicted_std = (plain && index < gains.len())
                 .then(|| first * gains[1..=index].iter().product::<f64>().sqrt());
@@ -116,11 +107,8 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
     Ok(rows)
 }
 
-fn std_of<const D: usize>(tensor: Tensor<D>) -> f64 {
-    let n = tensor.shape().num_elements() as f64;
-    let mean = tensor.clone().mean().into_scalar::<f64>();
-    let var = (tensor - mean).powi_scalar(2).sum().into_scalar::<f64>() / n;
-    var.sqrt()
+fn scalar(tensor: Tensor<1>) -> f64 {
+    tensor.into_scalar::<f64>()
 }
 
 /// The probe batch: the first `batch_size` CIFAR-10 training images in a seeded order,
@@ -211,7 +199,7 @@ pub fn write(rows: &[ProbeRow], out: &Path, title: &str) -> Result<()> {
         };
         let line = |label: String, points, dashed| Series {
             label,
-            color,
+            color: Colour::Palette(color),
             points,
             band: None,
             dashed,

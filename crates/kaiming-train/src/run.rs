@@ -21,8 +21,10 @@ use crate::config::RunConfig;
 use crate::fault::{self, Point};
 use crate::feed::Feed;
 use crate::metrics::{MetricRow, Metrics, RowContext, Tally};
+use crate::monitor::{Monitor, MonitorLog, MonitorRow, Signal, fixed_batch};
 use crate::store::{RunFolder, RunStore};
 use crate::summary::{Status, Summary};
+use crate::tensorboard::EventWriter;
 use crate::trainer::{Trainer, TrainerParts, sgd};
 
 /// Settings of a run that do not change its results.
@@ -76,6 +78,9 @@ struct Run<'a> {
     metrics: Metrics,
     progress: Progress,
     checkpoints: Checkpoints,
+    /// The signal monitor and its log, where it is on.
+    monitor: Option<(Monitor, MonitorLog)>,
+    board: EventWriter,
     device_name: String,
     parameters: usize,
 }
@@ -88,6 +93,16 @@ impl<'a> Run<'a> {
         config.precision.ensure_supported(&device)?;
         device.seed(config.seed);
         let on_device = config.backend.is_gpu();
+        let monitor_batch = (config.monitor.every > 0)
+            .then(|| {
+                fixed_batch(
+                    train.dataset(),
+                    train.normalization(),
+                    config.monitor.batch_size,
+                    &device,
+                )
+            })
+            .transpose()?;
         let train = Feed::new(train, &device, on_device);
         let eval = Feed::new(eval, &device.clone().without_autodiff(), on_device);
 
@@ -129,8 +144,21 @@ impl<'a> Run<'a> {
                 (progress, Metrics::default())
             }
         };
-        // The live file must agree with the state the run continues from.
+        // The live files must agree with the state the run continues from.
         metrics.write(&folder.metrics())?;
+        let mut board = EventWriter::create(&folder.tensorboard())?;
+        for row in &metrics.rows {
+            board.metric_row(row)?;
+        }
+        let monitor = match monitor_batch {
+            Some(batch) => {
+                let (log, kept) = MonitorLog::open(&folder.monitor(), progress.step)?;
+                board.monitor_rows(&kept)?;
+                Some((Monitor::new(config.monitor, batch), log))
+            }
+            None => None,
+        };
+        board.flush()?;
         // Trainable parameters: burn's `num_params` also counts BatchNorm running statistics.
         let parameters = model_config.num_params();
         let device_name = describe(&device);
@@ -153,6 +181,8 @@ impl<'a> Run<'a> {
             metrics,
             progress,
             checkpoints,
+            monitor,
+            board,
             device_name,
             parameters,
         })
@@ -177,7 +207,16 @@ impl<'a> Run<'a> {
                 let batch = data
                     .batch(self.progress.step_in_epoch)
                     .expect("index below batches_per_epoch");
-                let stats = self.trainer.step(batch);
+                let steps_done = self.progress.step;
+                let watch = self
+                    .monitor
+                    .as_ref()
+                    .filter(|(monitor, _)| monitor.due(steps_done))
+                    .map(|(monitor, _)| monitor.watch(self.trainer.model(), steps_done));
+                let (stats, watch) = match watch {
+                    Some(mut watch) => (self.trainer.step_observed(batch, &mut watch), Some(watch)),
+                    None => (self.trainer.step(batch), None),
+                };
                 // The run has started: its folder stays from here on, whatever happens.
                 self.folder.keep();
                 if !stats.loss.is_finite() {
@@ -188,6 +227,10 @@ impl<'a> Run<'a> {
                     );
                     status = Status::Diverged;
                     break 'epochs;
+                }
+                if let Some(watch) = watch {
+                    let rows = watch.finish(self.trainer.model());
+                    self.record_monitor(&rows)?;
                 }
                 fault::check(Point::AfterStep, Some(stats.step + 1));
                 let seconds = started.elapsed().as_secs_f64();
@@ -293,6 +336,51 @@ impl<'a> Run<'a> {
         self.push_row("train", &window, lr)
     }
 
+    /// Logs one monitored step, and warns of each diagnosis the first time it appears.
+    fn record_monitor(&mut self, rows: &[MonitorRow]) -> Result<()> {
+        let Some((monitor, log)) = &self.monitor else {
+            return Ok(());
+        };
+        log.append(rows)?;
+        self.board.monitor_rows(rows)?;
+        self.board.flush()?;
+        let new = monitor.diagnose(rows, &mut self.progress.signals);
+        // One line per kind and quantity, however many layers it concerns.
+        let mut groups: Vec<(&Signal, Vec<&Signal>)> = Vec::new();
+        for signal in &new {
+            match groups
+                .iter_mut()
+                .find(|(first, _)| first.kind == signal.kind && first.quantity == signal.quantity)
+            {
+                Some((_, members)) => members.push(signal),
+                None => groups.push((signal, vec![signal])),
+            }
+        }
+        for (first, members) in groups {
+            let layers: Vec<&str> = members.iter().map(|s| s.layer.as_str()).collect();
+            let extreme = members.iter().map(|s| s.value).fold(first.value, |a, b| {
+                if (b.ln()).abs() > (a.ln()).abs() {
+                    b
+                } else {
+                    a
+                }
+            });
+            let what = match first.quantity.as_str() {
+                "activation_std" => " activations",
+                "gradient_std" => " gradients",
+                _ => "",
+            };
+            tracing::warn!(
+                "{}{what} at step {} in {} layer(s): {} (most extreme {extreme:.3e})",
+                first.kind,
+                first.step,
+                layers.len(),
+                abbreviate(&layers),
+            );
+        }
+        Ok(())
+    }
+
     /// Appends a row and rewrites the live metrics.csv (atomically: it is always whole).
     fn push_row(&mut self, split: &str, tally: &Tally, lr: f64) -> Result<()> {
         let context = RowContext {
@@ -306,6 +394,8 @@ impl<'a> Run<'a> {
             tally,
             context,
         );
+        self.board.metric_row(&row)?;
+        self.board.flush()?;
         self.metrics.rows.push(row);
         self.metrics.write(&self.folder.metrics())
     }
@@ -343,6 +433,7 @@ impl<'a> Run<'a> {
             final_train_loss: self.progress.last_epoch_loss,
             parameters: self.parameters,
             total_time_s: self.progress.elapsed_s,
+            signals: self.progress.signals.clone(),
         };
         summary.write(&self.folder.summary())?;
         Ok(summary)
@@ -371,6 +462,21 @@ impl<'a> Run<'a> {
             .interrupt
             .as_ref()
             .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+}
+
+/// `a, b, c` for up to four names, `a, b … y, z` beyond.
+fn abbreviate(names: &[&str]) -> String {
+    if names.len() <= 4 {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, {} … {}, {}",
+            names[0],
+            names[1],
+            names[names.len() - 2],
+            names[names.len() - 1]
+        )
     }
 }
 

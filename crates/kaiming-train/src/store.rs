@@ -216,6 +216,16 @@ impl RunFolder {
         self.path.join("summary.json")
     }
 
+    /// `monitor.csv`: the signal monitor's measurements.
+    pub fn monitor(&self) -> PathBuf {
+        self.path.join("monitor.csv")
+    }
+
+    /// `tensorboard/`: the event files.
+    pub fn tensorboard(&self) -> PathBuf {
+        self.path.join("tensorboard")
+    }
+
     /// `checkpoints/`: the checkpoint sets.
     pub fn checkpoints(&self) -> PathBuf {
         self.path.join("checkpoints")

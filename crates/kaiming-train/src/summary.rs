@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
+use crate::monitor::Signal;
 
 /// How a run ended (or stands, while it runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +73,10 @@ pub struct Summary {
     pub parameters: usize,
     /// Seconds of training and evaluation, across resumes.
     pub total_time_s: f64,
+    /// The signal monitor's diagnoses, each when it first appeared (absent in runs made before
+    /// the monitor existed).
+    #[serde(default)]
+    pub signals: Vec<Signal>,
 }
 
 fn f32_name() -> String {

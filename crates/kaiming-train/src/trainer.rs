@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
 use kaiming_cifar::Batch;
 use kaiming_resnet::Model;
@@ -49,15 +49,17 @@ pub enum Phase {
     Update,
 }
 
-/// Watches a step from inside: `train bench` times the phases through it.
+/// Watches a step from inside: `train bench` times the phases through it, the signal monitor
+/// reads the gradients.
 pub trait StepObserver {
     /// Called as `phase` ends, with the device the step runs on.
-    fn ended(&mut self, phase: Phase, device: &Device);
+    fn ended(&mut self, _phase: Phase, _device: &Device) {}
+
+    /// The gradients of the step (unscaled), before the optimizer applies them to `model`.
+    fn gradients(&mut self, _model: &Model, _grads: &GradientsParams) {}
 }
 
-impl StepObserver for () {
-    fn ended(&mut self, _: Phase, _: &Device) {}
-}
+impl StepObserver for () {}
 
 /// The parts of a trainer.
 pub struct TrainerParts {
@@ -126,6 +128,9 @@ impl Trainer {
         stats.correct = count_correct(logits, batch.labels);
         let grads = self.scaler.backward(loss, &self.model);
         observer.ended(Phase::Backward, &self.device);
+        if let Some(grads) = &grads {
+            observer.gradients(&self.model, grads);
+        }
         if let Some(grads) = grads {
             self.model = self.optimizer.step(lr, self.model.clone(), grads);
             stats.updated = true;

@@ -5,14 +5,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::FromArgMatches;
 use kaiming_resnet::ModelConfig;
 use kaiming_train::cli::{Cli, Command, OutputArgs};
 use kaiming_train::config::RunArgs;
+use kaiming_train::monitor::MonitorLog;
 use kaiming_train::run::{RunOptions, resume, train};
-use kaiming_train::summary::Status;
-use kaiming_train::{bench, compare, inspect, probe, sweep};
+use kaiming_train::summary::{Status, Summary};
+use kaiming_train::{bench, compare, inspect, monitor_plot, probe, sweep};
 use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator hands large buffers back to the OS on free, so every training step
@@ -154,6 +155,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             probe::write(&rows, &args.out, &title)?;
             println!("probe.csv and plots: {}", args.out.display());
         }
+        Command::Monitor(args) => {
+            for run in &args.runs {
+                println!("{}", monitor_report(run)?);
+            }
+        }
         Command::Models(args) => {
             println!(
                 "{}",
@@ -171,6 +177,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Draws `run/monitor.{svg,png}` and lists the run's diagnoses.
+fn monitor_report(run: &std::path::Path) -> Result<String> {
+    let summary = Summary::read(&run.join("summary.json"))
+        .with_context(|| format!("{} is not a run folder", run.display()))?;
+    let rows = MonitorLog::read(&run.join("monitor.csv")).with_context(|| {
+        format!(
+            "{} has no monitor log; train with --monitor-every N",
+            run.display()
+        )
+    })?;
+    monitor_plot::draw(&rows, &summary.name, &run.join("monitor"))?;
+    let mut report = format!(
+        "{}: {} measurements; plot {}\n",
+        summary.name,
+        rows.len(),
+        run.join("monitor.{svg,png}").display()
+    );
+    if summary.signals.is_empty() {
+        report.push_str("  no diagnoses\n");
+    }
+    for s in &summary.signals {
+        report.push_str(&format!(
+            "  step {:>6}  {:<12} {:<14} {:<28} {:.3e}\n",
+            s.step,
+            s.kind.to_string(),
+            s.quantity,
+            s.layer,
+            s.value
+        ));
+    }
+    Ok(report)
 }
 
 /// The folder above the run folders, where their comparison goes by default.

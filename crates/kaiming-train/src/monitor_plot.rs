@@ -1,0 +1,60 @@
+//! The figure of `train monitor`: every monitored quantity per layer over training.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Result, ensure};
+
+use crate::monitor::{MonitorRow, quantity};
+use crate::plot::{Colour, Panel, Series, save_figure};
+
+/// Draws `rows` (one run's monitor.csv) to `<stem>.svg` and `<stem>.png`: one panel per
+/// quantity, one line per layer coloured from the first layer (dark) to the last (yellow), the
+/// first and last named in the legend. Magnitudes are drawn on a log scale; the activation mean
+/// and the dead fraction, which are often zero, on a linear one.
+pub fn draw(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()> {
+    ensure!(!rows.is_empty(), "{title}: monitor.csv has no rows");
+    let mut panels = Vec::new();
+    for name in quantity::ALL {
+        // Layers in the order they first appear (forward order), each with its points.
+        let mut order: Vec<&str> = Vec::new();
+        let mut points: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+        for row in rows.iter().filter(|r| r.quantity == name) {
+            if !points.contains_key(row.layer.as_str()) {
+                order.push(&row.layer);
+            }
+            points
+                .entry(&row.layer)
+                .or_default()
+                .push((row.step as f64, row.value));
+        }
+        if order.is_empty() {
+            continue;
+        }
+        let last = order.len() - 1;
+        let series = order
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| Series {
+                label: if i == 0 || i == last {
+                    layer.to_string()
+                } else {
+                    String::new()
+                },
+                color: Colour::Ramp(i as f64 / last.max(1) as f64),
+                points: points.remove(layer).unwrap_or_default(),
+                band: None,
+                dashed: false,
+            })
+            .collect();
+        let log_y = !matches!(name, quantity::ACTIVATION_MEAN | quantity::DEAD_FRACTION);
+        panels.push(Panel {
+            title: format!("{title}: {}", name.replace('_', " ")),
+            x_label: "step".into(),
+            y_label: if log_y { "log scale" } else { "" }.into(),
+            log_y,
+            series,
+        });
+    }
+    save_figure(&panels, stem)
+}
