@@ -46,6 +46,9 @@ pub struct Progress {
     pub elapsed_s: f64,
     /// Best evaluation accuracy and its epoch.
     pub best: Option<(f64, usize)>,
+    /// The step of the set written after that evaluation: `checkpoints/best` names it, and
+    /// pruning keeps it.
+    pub best_step: Option<usize>,
     /// The train row being accumulated.
     pub window: Tally,
     /// The same over the current epoch.
@@ -174,26 +177,33 @@ impl Checkpoints {
         }
     }
 
-    /// Writes the set of step `progress.step`; `best` also points `checkpoints/best` at it.
+    /// Writes the set of step `progress.step` and points `latest` at it; points `best` at the
+    /// set of `progress.best_step`. A set already written for this very state is not written
+    /// again (Ctrl-C right after a resume).
     pub fn save(
         &self,
         progress: &Progress,
         metrics: &Metrics,
         model: &Model,
         optimizer: &ModuleOptimizer,
-        best: bool,
     ) -> Result<()> {
         let name = set_name(progress.step);
-        let already = self.pointer("latest")? == Some(name.clone());
-        if !already {
+        let unchanged = self.pointer("latest")?.as_deref() == Some(name.as_str())
+            && read_set(&self.dir.join(&name)).is_ok_and(|set| set.progress == *progress);
+        if !unchanged {
             self.write_set(&name, progress, metrics, model, optimizer)?;
             fault::check(Point::CheckpointBeforePointer, None);
             write_atomic(&self.dir.join("latest"), format!("{name}\n").as_bytes())?;
         }
-        if best {
-            write_atomic(&self.dir.join("best"), format!("{name}\n").as_bytes())?;
+        if let Some(step) = progress.best_step {
+            let best = set_name(step);
+            if self.pointer("best").ok().flatten().as_deref() != Some(best.as_str())
+                && self.dir.join(&best).is_dir()
+            {
+                write_atomic(&self.dir.join("best"), format!("{best}\n").as_bytes())?;
+            }
         }
-        self.prune();
+        self.prune(progress);
         Ok(())
     }
 
@@ -212,6 +222,11 @@ impl Checkpoints {
         }
         std::fs::create_dir_all(&stage)
             .with_context(|| format!("cannot create {}", stage.display()))?;
+        // The new folders' names must survive a power cut too.
+        sync_dir(&self.dir)?;
+        if let Some(run) = self.dir.parent() {
+            sync_dir(run)?;
+        }
         model
             .valid()
             .save_file(stage.join(MODEL))
@@ -250,14 +265,43 @@ impl Checkpoints {
         sync_dir(&self.dir)
     }
 
-    /// The set `latest` names, checked, or `None` when the run has none yet.
+    /// The set `latest` names, checked, or `None` when the run has none yet. Should that set be
+    /// damaged (a disk error, a hand edit), the newest older set that reads whole is taken, with
+    /// a warning; only when none does is it an error.
     pub fn latest(&self) -> Result<Option<LoadedSet>> {
-        match self.pointer("latest")? {
-            Some(name) => read_set(&self.dir.join(&name))
-                .map(Some)
-                .with_context(|| format!("{} names {name}", self.dir.join("latest").display())),
-            None => Ok(None),
+        let Some(name) = self.pointer("latest")? else {
+            return Ok(None);
+        };
+        let error = match read_set(&self.dir.join(&name)) {
+            Ok(set) => return Ok(Some(set)),
+            Err(error) => error.context(format!(
+                "{} names {name}",
+                self.dir.join("latest").display()
+            )),
+        };
+        let latest = parse_set_name(&name).unwrap_or(usize::MAX);
+        let mut older: Vec<(usize, PathBuf)> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let step = parse_set_name(&e.file_name().to_string_lossy())?;
+                        (step < latest).then(|| (step, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        older.sort();
+        for (_, dir) in older.into_iter().rev() {
+            if let Ok(set) = read_set(&dir) {
+                tracing::warn!(
+                    "{error:#}; continuing from the older set {} instead",
+                    dir.display()
+                );
+                return Ok(Some(set));
+            }
         }
+        Err(error)
     }
 
     /// The folder of the set `best` names, if any.
@@ -282,15 +326,14 @@ impl Checkpoints {
         Ok(Some(name.to_string()))
     }
 
-    /// Removes sets beyond the newest `keep` (never those a pointer names) and staging folders.
-    fn prune(&self) {
+    /// Removes sets beyond the newest `keep` (never the latest nor the best one) and staging
+    /// folders.
+    fn prune(&self, progress: &Progress) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let pinned: Vec<String> = ["latest", "best"]
-            .into_iter()
-            .filter_map(|p| self.pointer(p).ok().flatten())
-            .collect();
+        let mut pinned: Vec<String> = vec![set_name(progress.step)];
+        pinned.extend(progress.best_step.map(set_name));
         let mut sets = Vec::new();
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -48,8 +48,8 @@ pub struct OutputArgs {
     /// Run folder name [default: <model>-<init>-s<seed>-<UTC time>]
     #[arg(long)]
     pub name: Option<String>,
-    /// Continue the run in this folder from its latest checkpoint (other run settings are
-    /// taken from its config.toml)
+    /// Continue the run in this folder from its latest checkpoint set, with the settings of its
+    /// config.toml (only --data-dir may be given, where the data has moved)
     #[arg(long, conflicts_with_all = ["config", "name"])]
     pub resume: Option<PathBuf>,
     /// Stop cleanly after N epochs of this invocation (status interrupted; continue with
@@ -291,6 +291,13 @@ impl Cli {
             }
             command
         };
-        annotate(Cli::command()).mut_subcommand("sweep", annotate)
+        // A resumed run keeps the settings of its config.toml; only the data may have moved.
+        let mut command = annotate(Cli::command());
+        for (id, _) in help_defaults() {
+            if id != "data_dir" {
+                command = command.mut_arg("resume", |arg| arg.conflicts_with(id));
+            }
+        }
+        command.mut_subcommand("sweep", annotate)
     }
 }

@@ -1,6 +1,6 @@
 //! Fault injection for the crash tests: `KAIMING_FAULT=<point>@<n>` kills the process with
 //! SIGKILL — no destructors, no flushing, as `kill -9` or a power cut would — the `n`-th time it
-//! reaches `point`. The points sit where a crash is most damaging: between the files of a
+//! reaches `point` (or, for `interrupt-after-step`, acts as Ctrl-C there). The points sit where a crash is most damaging: between the files of a
 //! checkpoint set, before the pointer to a new set is switched, after a step.
 //!
 //! Unset, a point costs one environment lookup per checkpoint or step.
@@ -22,6 +22,9 @@ pub enum Point {
     CheckpointBetweenFiles,
     /// After a set is complete, before the `latest` pointer names it; `n` counts as above.
     CheckpointBeforePointer,
+    /// Not a crash: Ctrl-C, as if pressed during step `n` (1-based), for the tests of clean
+    /// interruption; see [`hit`].
+    InterruptAfterStep,
 }
 
 impl Point {
@@ -30,6 +33,7 @@ impl Point {
             Point::AfterStep => "after-step",
             Point::CheckpointBetweenFiles => "checkpoint-between-files",
             Point::CheckpointBeforePointer => "checkpoint-before-pointer",
+            Point::InterruptAfterStep => "interrupt-after-step",
         }
     }
 }
@@ -39,8 +43,16 @@ static COUNTS: Mutex<Option<HashMap<Point, usize>>> = Mutex::new(None);
 /// Kills the process if `KAIMING_FAULT` names `point` at occurrence `n`; `n = None` counts the
 /// occurrences of `point` in this process.
 pub fn check(point: Point, n: Option<usize>) {
+    if hit(point, n) {
+        eprintln!("{FAULT_ENV}: killing the process at {}", point.name());
+        kill_now();
+    }
+}
+
+/// Whether `KAIMING_FAULT` names `point` at occurrence `n` (counted as for [`check`]).
+pub fn hit(point: Point, n: Option<usize>) -> bool {
     let Ok(spec) = std::env::var(FAULT_ENV) else {
-        return;
+        return false;
     };
     let n = n.unwrap_or_else(|| {
         let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,14 +63,10 @@ pub fn check(point: Point, n: Option<usize>) {
         *count += 1;
         *count
     });
-    let wanted = spec.split(',').any(|item| match item.split_once('@') {
+    spec.split(',').any(|item| match item.split_once('@') {
         Some((name, at)) => name == point.name() && at.parse() == Ok(n),
         None => false,
-    });
-    if wanted {
-        eprintln!("{FAULT_ENV}: killing the process at {}@{n}", point.name());
-        kill_now();
-    }
+    })
 }
 
 #[cfg(unix)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kaiming_cifar::{
     CifarDataset, DownloadConfig, Loader, LoaderConfig, Normalization, Split, locate_or_download,
@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub checkpoint_every: CheckpointEvery,
     /// Checkpoint sets kept (the newest; the best one is kept besides).
     pub keep_checkpoints: usize,
+    /// Where CIFAR-10 is, in place of the run's own setting (a resumed run whose data moved).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Starts a new run of `config` in the store `options.out` and trains it.
@@ -195,6 +197,9 @@ impl<'a> Run<'a> {
         let mut cadence = Cadence::new(self.options.checkpoint_every);
         let mut status = Status::Running;
         let mut epochs_this_session = 0;
+        if self.interrupted() {
+            bail!("interrupted before the first step; nothing was trained");
+        }
         self.write_summary(status)?;
 
         'epochs: while self.progress.epoch < epochs {
@@ -254,9 +259,16 @@ impl<'a> Run<'a> {
                     w.images_per_sec()
                 ));
                 bar.inc(1);
-                if self.interrupted() {
+                if self.interrupted()
+                    || fault::hit(Point::InterruptAfterStep, Some(self.progress.step))
+                {
                     status = Status::Interrupted;
-                    self.save(false)?;
+                    // At the end of an epoch the evaluation belongs to the state being saved.
+                    if epoch_ends {
+                        self.end_epoch()?;
+                    } else {
+                        self.save()?;
+                    }
                     tracing::warn!(
                         "interrupted at step {}; checkpoint written",
                         self.progress.step
@@ -264,7 +276,7 @@ impl<'a> Run<'a> {
                     break 'epochs;
                 }
                 if !epoch_ends && cadence.due(self.progress.step) {
-                    self.save(false)?;
+                    self.save()?;
                     cadence.saved();
                 }
             }
@@ -298,7 +310,7 @@ impl<'a> Run<'a> {
         Ok(summary)
     }
 
-    /// Evaluates, logs the epoch, and writes a set (pointed to as best when it improved).
+    /// Evaluates, logs the epoch, and writes a set (the best one when the accuracy improved).
     fn end_epoch(&mut self) -> Result<()> {
         let epoch = self.progress.epoch + 1;
         let tally = self.trainer.evaluate(&self.eval);
@@ -318,11 +330,11 @@ impl<'a> Run<'a> {
         p.epoch_window = Tally::default();
         p.epoch = epoch;
         p.step_in_epoch = 0;
-        let improved = p.best.is_none_or(|(best, _)| tally.accuracy() > best);
-        if improved {
+        if p.best.is_none_or(|(best, _)| tally.accuracy() > best) {
             p.best = Some((tally.accuracy(), epoch));
+            p.best_step = Some(p.step);
         }
-        self.save(improved)?;
+        self.save()?;
         self.write_summary(Status::Running)?;
         Ok(())
     }
@@ -401,14 +413,13 @@ impl<'a> Run<'a> {
     }
 
     /// Writes the checkpoint set of the current step.
-    fn save(&mut self, best: bool) -> Result<()> {
+    fn save(&mut self) -> Result<()> {
         self.progress.scaler = self.trainer.scaler();
         self.checkpoints.save(
             &self.progress,
             &self.metrics,
             self.trainer.model(),
             self.trainer.optimizer(),
-            best,
         )
     }
 
@@ -487,7 +498,8 @@ fn load_data(config: &RunConfig, options: &RunOptions) -> Result<(Loader, Loader
         progress: !options.quiet,
         ..DownloadConfig::default()
     });
-    let located = locate_or_download(data.dir.as_deref(), download.as_ref())?;
+    let dir = options.data_dir.as_deref().or(data.dir.as_deref());
+    let located = locate_or_download(dir, download.as_ref())?;
     tracing::info!(
         "CIFAR-10 from {} ({:?})",
         located.dir.display(),

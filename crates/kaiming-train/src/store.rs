@@ -119,13 +119,9 @@ impl RunStore {
             // user made: the lock decides who takes it.
             return RunFolder::claim(path, false);
         }
-        if let Some(pid) = holder(&path) {
-            bail!(
-                "{} is in use by another train process (pid {pid}); wait for it, or choose another \
-                 --name or --out",
-                path.display()
-            );
-        }
+        // Holding the lock (refused with the holder's pid otherwise) while reading, and never
+        // removing what is there: the folder is someone's run.
+        let _held = RunFolder::claim(path.clone(), true)?;
         match RunConfig::read(&path.join("config.toml")) {
             Ok(saved) if &saved == config => bail!(
                 "{} already holds this run; continue it with --resume {}",
@@ -238,13 +234,23 @@ impl RunFolder {
 }
 
 impl Drop for RunFolder {
+    /// Removes the folder of a run that never started. It is first renamed out of the way,
+    /// still locked, so that no other process can find it half removed and take it over.
     fn drop(&mut self) {
-        if !self.keep
-            && let Err(error) = std::fs::remove_dir_all(&self.path)
-        {
+        if self.keep {
+            return;
+        }
+        let hidden =
+            self.path
+                .with_file_name(format!(".failed-{}-{}", self.name, std::process::id()));
+        let doomed = match std::fs::rename(&self.path, &hidden) {
+            Ok(()) => hidden,
+            Err(_) => self.path.clone(),
+        };
+        if let Err(error) = std::fs::remove_dir_all(&doomed) {
             tracing::warn!(
                 "cannot remove {} after a failed start: {error}",
-                self.path.display()
+                doomed.display()
             );
         }
     }
@@ -263,22 +269,14 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` holds nothing but (at most) a lock file.
+/// Whether `path` holds nothing but (at most) a lock file; an entry that cannot be read counts
+/// as something.
 fn is_empty_but_lock(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|entries| {
         entries
-            .filter_map(|e| e.ok())
-            .all(|e| e.file_name() == LOCK_FILE)
+            .map(|e| e.map(|e| e.file_name() == LOCK_FILE))
+            .all(|only_lock| only_lock.unwrap_or(false))
     })
-}
-
-/// The pid of the process holding `path`'s lock, if one does.
-fn holder(path: &Path) -> Option<String> {
-    let mut file = File::open(path.join(LOCK_FILE)).ok()?;
-    match file.try_lock_shared() {
-        Ok(()) => None,
-        Err(_) => Some(read_pid(&mut file).unwrap_or_else(|| "unknown".to_string())),
-    }
 }
 
 fn read_pid(file: &mut File) -> Option<String> {

@@ -10,28 +10,54 @@ use std::path::Path;
 use common::{
     assert_success, cifar_dir, deterministic, read_run, stderr, tiny_run_args, train, train_command,
 };
+use kaiming_train::monitor::MonitorLog;
 use kaiming_train::summary::Status;
 
 /// 320 images in batches of 32: 10 steps an epoch, 2 epochs; a mid-epoch set at every fourth
-/// step, so sets at steps 4, 8, 10 (end of epoch 1), 12, 16, 20.
+/// step, so sets at steps 4, 8, 10 (end of epoch 1), 12, 16, 20. A train row every 3 steps, so
+/// most sets hold a half-filled row; the monitor every 3 steps too.
 fn args<'a>(data: &'a str, name: &'a str) -> Vec<&'a str> {
     let mut args = tiny_run_args(data, name, "2");
-    args.extend(["--checkpoint-every", "4", "--keep-checkpoints", "2"]);
+    let log_every = args.iter().position(|a| *a == "--log-every").unwrap();
+    args[log_every + 1] = "3";
+    args.extend([
+        "--checkpoint-every",
+        "4",
+        "--keep-checkpoints",
+        "2",
+        "--monitor-every",
+        "3",
+    ]);
     args
 }
 
-/// Runs with `KAIMING_FAULT=fault` and checks the process died of SIGKILL.
-fn killed_at(cwd: &Path, data: &str, name: &str, fault: &str) {
+/// Runs with `KAIMING_FAULT=fault` and checks the process died of SIGKILL, or, for an
+/// injected Ctrl-C, stopped cleanly as interrupted.
+fn stopped_at(cwd: &Path, data: &str, name: &str, fault: &str) {
     let output = train_command(cwd, &args(data, name))
         .env("KAIMING_FAULT", fault)
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.signal(),
-        Some(9),
-        "{fault}: the run was not killed:\n{}",
-        stderr(&output)
-    );
+    if fault.starts_with("interrupt") {
+        assert_success(&output);
+        let (summary, _) = read_run(&cwd.join("runs").join(name));
+        assert_eq!(summary.status, Status::Interrupted, "{fault}");
+    } else {
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "{fault}: the run was not killed:\n{}",
+            stderr(&output)
+        );
+    }
+}
+
+fn monitor_rows(dir: &Path) -> Vec<(usize, String, String, f64)> {
+    MonitorLog::read(&dir.join("monitor.csv"))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.step, r.layer, r.quantity, r.value))
+        .collect()
 }
 
 fn resume(cwd: &Path, data: &str, dir: &Path) {
@@ -58,6 +84,12 @@ fn a_run_killed_anywhere_resumes_to_the_rows_of_an_uninterrupted_run() {
     let cwd = tempfile::tempdir().unwrap();
     assert_success(&train(cwd.path(), &args(data, "straight")));
     let (_, straight) = read_run(&cwd.path().join("runs/straight"));
+    let straight_monitor = monitor_rows(&cwd.path().join("runs/straight"));
+    assert_eq!(
+        straight_monitor.iter().map(|r| r.0).max(),
+        Some(18),
+        "the monitor measured every third step"
+    );
 
     for (name, fault, resumes_from) in [
         // Before the first mid-epoch set: nothing to resume from, the run starts again.
@@ -78,8 +110,16 @@ fn a_run_killed_anywhere_resumes_to_the_rows_of_an_uninterrupted_run() {
             "checkpoint-before-pointer@3",
             Some("step-000000008"),
         ),
+        // Ctrl-C during step 5: a set of the open epoch.
+        ("ctrl-c", "interrupt-after-step@5", Some("step-000000005")),
+        // Ctrl-C during the last step of epoch 1: the epoch is evaluated before the set.
+        (
+            "ctrl-c-at-the-epoch-end",
+            "interrupt-after-step@10",
+            Some("step-000000010"),
+        ),
     ] {
-        killed_at(cwd.path(), data, name, fault);
+        stopped_at(cwd.path(), data, name, fault);
         let dir = cwd.path().join("runs").join(name);
         let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).ok();
         assert_eq!(
@@ -95,6 +135,19 @@ fn a_run_killed_anywhere_resumes_to_the_rows_of_an_uninterrupted_run() {
             deterministic(&rows.rows),
             deterministic(&straight.rows),
             "{name}: the resumed run's rows differ from the uninterrupted run's"
+        );
+        assert_eq!(
+            monitor_rows(&dir),
+            straight_monitor,
+            "{name}: the resumed run's monitor.csv differs"
+        );
+        let best = std::fs::read_to_string(dir.join("checkpoints/best")).unwrap();
+        assert!(
+            dir.join("checkpoints")
+                .join(best.trim())
+                .join("model.bpk")
+                .is_file(),
+            "{name}: checkpoints/best names a missing set ({best})"
         );
         let staging = std::fs::read_dir(dir.join("checkpoints"))
             .unwrap()

@@ -66,6 +66,7 @@ fn run_options(output: &OutputArgs) -> RunOptions {
         interrupt: Some(interrupt_flag()),
         checkpoint_every: output.checkpoint_every,
         keep_checkpoints: output.keep_checkpoints,
+        data_dir: None,
     }
 }
 
@@ -79,9 +80,12 @@ fn resolve(flags: RunArgs, config: Option<&PathBuf>) -> Result<RunArgs> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let Some(command) = cli.command else {
-        let options = run_options(&cli.output);
+        let mut options = run_options(&cli.output);
         let summary = match &cli.output.resume {
-            Some(dir) => resume(dir, &options)?,
+            Some(dir) => {
+                options.data_dir = cli.run.data.dir.clone();
+                resume(dir, &options)?
+            }
             None => train(
                 resolve(cli.run, cli.output.config.as_ref())?.resolve()?,
                 &options,
