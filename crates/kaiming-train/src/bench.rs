@@ -26,6 +26,7 @@ use crate::backend::{Backend, describe};
 use crate::cli::BenchArgs;
 use crate::config::OptimizerSettings;
 use crate::feed::Feed;
+use crate::monitor::{Monitor, MonitorSettings, fixed_batch};
 use crate::precision::Precision;
 use crate::schedule::Schedule;
 use crate::trainer::{Phase, StepObserver, Trainer, TrainerParts, sgd};
@@ -95,6 +96,14 @@ pub struct BenchRow {
     pub eval_images_per_s: f64,
     /// Median evaluation forward time, ms.
     pub eval_ms: f64,
+    /// Median time of one signal-monitor measurement (its fixed-batch pass, the weight and
+    /// gradient statistics, the one read-back), ms; absent in rows from before it existed.
+    #[serde(default)]
+    pub monitor_ms: f64,
+    /// What the monitor adds to training at its default interval: monitor_ms over that many
+    /// steps' time.
+    #[serde(default)]
+    pub monitor_overhead: f64,
 }
 
 /// `train bench` and `cargo bench --bench throughput`: sizes the thread pool, measures, prints
@@ -282,6 +291,35 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
     }
     let eval_s = median(eval_times);
 
+    // The signal monitor at its defaults, timed apart from the steps it watches.
+    let settings = MonitorSettings::default();
+    let monitor = Monitor::new(
+        settings,
+        fixed_batch(
+            &data,
+            feed.loader().normalization(),
+            settings.batch_size,
+            &device,
+        )?,
+    );
+    let mut monitor_times = Vec::new();
+    for step in 0..config.steps.clamp(1, 5) {
+        let batch = epoch
+            .batch(step % feed.batches_per_epoch())
+            .expect("index below batches_per_epoch");
+        sync(&device)?;
+        let start = Instant::now();
+        let mut watch = monitor.watch(trainer.model(), 0);
+        sync(&device)?;
+        let watching = start.elapsed().as_secs_f64();
+        trainer.step_observed(batch, &mut watch);
+        sync(&device)?;
+        let start = Instant::now();
+        watch.finish(trainer.model());
+        monitor_times.push(watching + start.elapsed().as_secs_f64());
+    }
+    let monitor_s = median(monitor_times);
+
     let median = |f: fn(&StepTimes) -> f64| median(times.iter().map(f).collect());
     let step_s = median(StepTimes::total);
     let macs = model_config.complexity([32, 32]).macs;
@@ -313,6 +351,8 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
         final_loss,
         eval_images_per_s: config.batch_size as f64 / eval_s,
         eval_ms: 1e3 * eval_s,
+        monitor_ms: 1e3 * monitor_s,
+        monitor_overhead: monitor_s / (settings.every as f64 * step_s),
     })
 }
 
@@ -373,6 +413,8 @@ pub fn table(rows: &[BenchRow]) -> Table {
         "opt ms",
         "loss",
         "eval images/s",
+        "monitor ms",
+        "monitor overhead",
     ]);
     for r in rows {
         table.add_row([
@@ -390,6 +432,8 @@ pub fn table(rows: &[BenchRow]) -> Table {
             format!("{:.1}", r.optimizer_ms),
             format!("{:.3}", r.final_loss),
             format!("{:.1}", r.eval_images_per_s),
+            format!("{:.0}", r.monitor_ms),
+            format!("{:.2} %", 100.0 * r.monitor_overhead),
         ]);
     }
     table

@@ -185,20 +185,3 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_record_checksum_is_tensorflows() {
-        // CRC-32C's standard check value, and the mask as TensorFlow's crc32c.h defines it:
-        // ((crc >> 15) | (crc << 17)) + 0xa282ead8.
-        let crc = crc32c::crc32c(b"123456789");
-        assert_eq!(crc, 0xe306_9283, "the CRC-32C check value");
-        assert_eq!(
-            masked_crc(b"123456789"),
-            ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
-        );
-    }
-}

@@ -180,7 +180,8 @@ fn device_batches_are_the_host_batches() {
     }
 }
 
-/// The files of a run folder, relative to it.
+/// The files of a run folder, relative to it; event files, whose names hold a time and a pid,
+/// as `tensorboard/events.out.tfevents.*`.
 fn files(dir: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -190,8 +191,12 @@ fn files(dir: &Path) -> BTreeSet<String> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let relative = path.strip_prefix(dir).unwrap();
-                out.insert(relative.to_string_lossy().into_owned());
+                let relative = path.strip_prefix(dir).unwrap().to_string_lossy();
+                let name = match relative.split_once("events.out.tfevents.") {
+                    Some((folder, _)) => format!("{folder}events.out.tfevents.*"),
+                    None => relative.into_owned(),
+                };
+                out.insert(name);
             }
         }
     }

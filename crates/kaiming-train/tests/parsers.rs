@@ -139,7 +139,7 @@ fn write_set(dir: &Path) -> PathBuf {
         ..Progress::default()
     };
     Checkpoints::new(dir.to_path_buf(), 2)
-        .save(&progress, &metrics(), &model, &optimizer, true)
+        .save(&progress, &metrics(), &model, &optimizer)
         .unwrap();
     dir.join("step-000000007")
 }

@@ -23,6 +23,13 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // `train compare … | head` should end quietly, as other command-line tools do, not panic
+    // on the closed pipe: the default SIGPIPE action ends the process.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         // usvg warns once per text element when a system lacks fonts; the plot is still drawn.
         .with_env_filter(
