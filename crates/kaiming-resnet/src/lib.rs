@@ -99,6 +99,7 @@ pub mod shortcut;
 pub mod spec;
 pub mod stage;
 pub mod stem;
+pub mod torchvision;
 
 use burn::tensor::Tensor;
 
@@ -113,6 +114,9 @@ pub use shortcut::{PadShortcut, Projection, Shortcut, ShortcutKind};
 pub use spec::{FamilyConfig, Model, ModelConfig, ModelName};
 pub use stage::{Stage, StageConfig};
 pub use stem::{Stem, StemKind};
+pub use torchvision::{
+    LoadOptions, LoadReport, WeightsError, classifier_classes, export_weights, load_weights,
+};
 
 /// Named activations in forward order, as `forward_trace` returns them: `(name, [b, c, h, w])`.
 pub type Trace = Vec<(String, Tensor<4>)>;

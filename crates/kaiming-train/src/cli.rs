@@ -10,6 +10,7 @@ use crate::backend::Backend;
 use crate::checkpoint::CheckpointEvery;
 use crate::config::{RunArgs, help_defaults};
 use crate::precision::Precision;
+use crate::weights::Which;
 
 /// Train CIFAR-10 ResNets per init scheme, log loss curves, compare runs, probe signal
 /// propagation at init.
@@ -88,6 +89,11 @@ pub enum Command {
     /// The signal monitor of runs: every quantity per layer over training (SVG, PNG) and the
     /// diagnoses
     Monitor(MonitorArgs),
+    /// Loss and accuracy on the CIFAR-10 test split of a run's checkpoint or of a weights file
+    /// (torchvision's, or a `train export`)
+    Eval(EvalArgs),
+    /// A run's trained model as a .safetensors file with torchvision's names, for PyTorch
+    Export(ExportArgs),
     /// Every model with its parameter count and forward multiply-adds per image
     Models(ModelsArgs),
     /// Where CIFAR-10 was found, images per class, channel statistics, checksums, sample grid
@@ -203,6 +209,56 @@ pub struct MonitorArgs {
     /// Run folders, each with monitor.csv (written by runs with --monitor-every > 0)
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
+}
+
+/// `train eval`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["run", "weights"])))]
+pub struct EvalArgs {
+    /// A run folder: its checkpoint is evaluated, normalised as the run was
+    #[arg(conflicts_with_all = ["weights", "model", "stem"])]
+    pub run: Option<PathBuf>,
+    /// Which checkpoint set of the run
+    #[arg(long, value_enum, default_value = "best")]
+    pub checkpoint: Which,
+    /// A weights file (.pth or .safetensors) instead of a run; the class count comes from its
+    /// classifier
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub weights: Option<PathBuf>,
+    /// The architecture of --weights: resnet18…resnet152, resnet20…, …
+    #[arg(long)]
+    pub model: Option<ModelName>,
+    /// Stem of --model: cifar or imagenet
+    #[arg(long, default_value = "cifar")]
+    pub stem: StemKind,
+    /// The first N test images only
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// CIFAR-10 folder [default: search as for training]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Compute backend
+    #[arg(long, default_value = "flex")]
+    pub backend: Backend,
+    /// GPU to use: index among the backend's adapters
+    #[arg(long)]
+    pub device: Option<usize>,
+    /// Print one JSON object {"loss": …, "accuracy": …, "images": …}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `train export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run folder
+    pub run: PathBuf,
+    /// Which checkpoint set
+    #[arg(long, value_enum, default_value = "best")]
+    pub checkpoint: Which,
+    /// The .safetensors file to write
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `train probe`.

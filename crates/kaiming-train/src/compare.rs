@@ -60,6 +60,19 @@ impl RunRecord {
         name
     }
 
+    /// Where the run started: its init scheme, or the weights file it was fine-tuned from.
+    pub fn starting_point(&self) -> String {
+        match &self.summary.weights {
+            Some(file) => {
+                let name = Path::new(file)
+                    .file_name()
+                    .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
+                format!("from {name}")
+            }
+            None => self.summary.init.clone(),
+        }
+    }
+
     /// Mean training loss per epoch, each train row weighted by the steps it covers.
     pub fn train_loss_per_epoch(&self) -> Vec<(f64, f64)> {
         let mut sums: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
@@ -107,7 +120,7 @@ pub fn table(runs: &[RunRecord]) -> Table {
         table.add_row([
             s.name.clone(),
             run.variant(),
-            s.init.clone(),
+            run.starting_point(),
             s.seed.to_string(),
             s.status.to_string(),
             percent(s.best_accuracy),
@@ -185,7 +198,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
     let mut groups: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
     for run in &runs {
         groups
-            .entry((run.variant(), run.summary.init.clone()))
+            .entry((run.variant(), run.starting_point()))
             .or_default()
             .push(run);
     }
@@ -251,7 +264,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
 struct SummaryRow<'a> {
     run: &'a str,
     model: String,
-    init: &'a str,
+    init: String,
     seed: u64,
     status: String,
     best_accuracy: Option<f64>,
@@ -268,7 +281,7 @@ impl RunRecord {
         SummaryRow {
             run: &s.name,
             model: self.variant(),
-            init: &s.init,
+            init: self.starting_point(),
             seed: s.seed,
             status: s.status.to_string(),
             best_accuracy: s.best_accuracy,

@@ -140,6 +140,11 @@ pub struct ModelArgs {
     /// Start every residual branch at zero: last BN γ of each block = 0 (Goyal et al. 2017)
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub zero_init_residual: Option<bool>,
+    /// Start from these weights (a torchvision state dict, .pth or .safetensors, or a `train
+    /// export`) instead of --init; what the file does not provide (a head with another class
+    /// count) gets --init
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
 }
 
 /// The `[optimizer]` section, every field optional.
@@ -252,6 +257,9 @@ pub struct ModelSettings {
     pub norm: Norm,
     /// Zero-init the last BN γ of each residual branch.
     pub zero_init_residual: bool,
+    /// Weights the run starts from; `None` starts from `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
 }
 
 /// The `[optimizer]` section: SGD with momentum and L2 weight decay.
@@ -329,6 +337,7 @@ impl Default for ModelSettings {
             stem: StemKind::Cifar,
             norm: Norm::default(),
             zero_init_residual: false,
+            weights: None,
         }
     }
 }
@@ -392,6 +401,12 @@ pub fn help_defaults() -> Vec<(&'static str, String)> {
         ("stem", d.model.stem.to_string()),
         ("norm", d.model.norm.to_string()),
         ("zero_init_residual", d.model.zero_init_residual.to_string()),
+        (
+            "weights",
+            d.model
+                .weights
+                .map_or("none: --init".to_string(), |p| p.display().to_string()),
+        ),
         ("lr", d.optimizer.lr.to_string()),
         ("momentum", d.optimizer.momentum.to_string()),
         ("nesterov", d.optimizer.nesterov.to_string()),
@@ -471,6 +486,7 @@ impl RunArgs {
                     .model
                     .zero_init_residual
                     .or(base.model.zero_init_residual),
+                weights: self.model.weights.or(base.model.weights),
             },
             optimizer: OptimizerArgs {
                 lr: self.optimizer.lr.or(base.optimizer.lr),
@@ -539,6 +555,7 @@ impl RunArgs {
                 stem: m.stem.unwrap_or(d.model.stem),
                 norm: m.norm.unwrap_or(d.model.norm),
                 zero_init_residual: m.zero_init_residual.unwrap_or(d.model.zero_init_residual),
+                weights: m.weights.or(d.model.weights),
             },
             optimizer: OptimizerSettings {
                 lr: o.lr.unwrap_or(d.optimizer.lr),

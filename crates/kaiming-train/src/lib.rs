@@ -30,3 +30,4 @@ pub mod summary;
 pub mod sweep;
 pub mod tensorboard;
 pub mod trainer;
+pub mod weights;

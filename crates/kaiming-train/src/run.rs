@@ -14,6 +14,7 @@ use kaiming_cifar::{
     CifarDataset, DownloadConfig, Loader, LoaderConfig, Normalization, Split, locate_or_download,
 };
 use kaiming_init::InitPlan;
+use kaiming_resnet::{LoadOptions, Model, classifier_classes, load_weights};
 
 use crate::backend::describe;
 use crate::checkpoint::{Cadence, CheckpointEvery, Checkpoints, Progress};
@@ -112,14 +113,19 @@ impl<'a> Run<'a> {
         let (model, _) = model_config
             .init_with(&device, &InitPlan::new(config.init), config.seed)
             .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let checkpoints = Checkpoints::new(folder.checkpoints(), options.keep_checkpoints);
+        let resuming = checkpoints.latest()?;
+        let model = match (&config.model.weights, &resuming) {
+            (Some(weights), None) => start_from(model, weights)?,
+            _ => model,
+        };
         let mut trainer = Trainer::new(TrainerParts {
             model,
             optimizer: sgd(&config.optimizer),
             schedule: config.schedule(train.batches_per_epoch()),
             precision: config.precision,
         });
-        let checkpoints = Checkpoints::new(folder.checkpoints(), options.keep_checkpoints);
-        let (progress, metrics) = match checkpoints.latest()? {
+        let (progress, metrics) = match resuming {
             Some(set) => {
                 let model = set.load_model(trainer.model().clone())?;
                 let optimizer = set.load_optimizer(trainer.optimizer().clone())?;
@@ -429,6 +435,12 @@ impl<'a> Run<'a> {
             name: self.folder.name().to_string(),
             model: self.config.model.name.to_string(),
             init: self.config.init.to_string(),
+            weights: self
+                .config
+                .model
+                .weights
+                .as_ref()
+                .map(|p| p.display().to_string()),
             backend: self.config.backend.to_string(),
             device: self.device_name.clone(),
             precision: self.config.precision.to_string(),
@@ -476,6 +488,32 @@ impl<'a> Run<'a> {
     }
 }
 
+/// `model` with the weights of `file`; a classifier with another class count than the model's is
+/// left out and keeps its initialisation (fine-tuning).
+fn start_from(model: Model, file: &Path) -> Result<Model> {
+    let classes = classifier_classes(file)?;
+    let model_classes = model_classes(&model);
+    let options = LoadOptions {
+        skip_classifier: classes != model_classes,
+    };
+    let (model, report) = load_weights(model, file, options)?;
+    tracing::info!("weights from {}: {report}", file.display());
+    if options.skip_classifier {
+        tracing::info!(
+            "its {classes}-class classifier is left out: the {model_classes}-class head starts from --init"
+        );
+    }
+    Ok(model)
+}
+
+/// The class count of a model's classifier.
+fn model_classes(model: &Model) -> usize {
+    match model {
+        Model::ResNet(net) => net.fc.weight.dims()[1],
+        Model::PlainCnn(net) => net.fc.weight.dims()[1],
+    }
+}
+
 /// `a, b, c` for up to four names, `a, b … y, z` beyond.
 fn abbreviate(names: &[&str]) -> String {
     if names.len() <= 4 {
@@ -493,28 +531,42 @@ fn abbreviate(names: &[&str]) -> String {
 
 /// The train loader and the evaluation loader with the evaluation split's name.
 fn load_data(config: &RunConfig, options: &RunOptions) -> Result<(Loader, Loader, &'static str)> {
-    let data = &config.data;
     let download = (!options.no_download).then(|| DownloadConfig {
         progress: !options.quiet,
         ..DownloadConfig::default()
     });
-    let dir = options.data_dir.as_deref().or(data.dir.as_deref());
+    let dir = options.data_dir.as_deref().or(config.data.dir.as_deref());
     let located = locate_or_download(dir, download.as_ref())?;
     tracing::info!(
         "CIFAR-10 from {} ({:?})",
         located.dir.display(),
         located.source
     );
-    let train = CifarDataset::load(&located.dir, Split::Train)?;
+    let (train, eval, split) = splits(config, &located.dir)?;
+    let normalization = Normalization::from_dataset(&train)?;
+    let train_loader = Loader::new(
+        train,
+        normalization,
+        LoaderConfig::train(config.data.batch_size, config.seed),
+    )?;
+    let eval_loader = Loader::new(eval, normalization, LoaderConfig::eval(500))?;
+    Ok((train_loader, eval_loader, split))
+}
+
+/// The images a run trains on and the ones it evaluates on, with the evaluation split's name:
+/// the training set less the validation images it holds out (else the test set), each cut to
+/// its limit. The normalisation statistics come from the first.
+pub fn splits(
+    config: &RunConfig,
+    dir: &Path,
+) -> Result<(CifarDataset, CifarDataset, &'static str)> {
+    let data = &config.data;
+    let train = CifarDataset::load(dir, Split::Train)?;
     let (train, eval, split) = if data.val_split > 0 {
         let (train, val) = train.split_validation(data.val_split, config.seed)?;
         (train, val, "val")
     } else {
-        (
-            train,
-            CifarDataset::load(&located.dir, Split::Test)?,
-            "test",
-        )
+        (train, CifarDataset::load(dir, Split::Test)?, "test")
     };
     let train = match data.train_limit {
         Some(limit) => train.limit(limit),
@@ -524,14 +576,7 @@ fn load_data(config: &RunConfig, options: &RunOptions) -> Result<(Loader, Loader
         Some(limit) => eval.limit(limit),
         None => eval,
     };
-    let normalization = Normalization::from_dataset(&train)?;
-    let train_loader = Loader::new(
-        train,
-        normalization,
-        LoaderConfig::train(data.batch_size, config.seed),
-    )?;
-    let eval_loader = Loader::new(eval, normalization, LoaderConfig::eval(500))?;
-    Ok((train_loader, eval_loader, split))
+    Ok((train, eval, split))
 }
 
 /// The commit of the working tree the binary runs in, if it is a git checkout.

@@ -42,6 +42,10 @@ pub struct Summary {
     pub model: String,
     /// Init scheme name.
     pub init: String,
+    /// The weights file the run started from, if any (its init then covers only what the file
+    /// did not provide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
     /// Backend name.
     pub backend: String,
     /// Device the run computed on: the adapter's own name on GPUs.

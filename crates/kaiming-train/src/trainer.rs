@@ -142,23 +142,7 @@ impl Trainer {
 
     /// Loss and accuracy of the model in evaluation mode over every batch of `feed`.
     pub fn evaluate(&self, feed: &Feed) -> Tally {
-        let model = self.model.valid();
-        let device = model_device(&model);
-        let loss_fn = CrossEntropyLossConfig::new().init(&device);
-        let mut tally = Tally::default();
-        let started = std::time::Instant::now();
-        let data = feed.epoch(0);
-        for index in 0..feed.batches_per_epoch() {
-            let batch = data.batch(index).expect("index in range");
-            let images = batch.labels.dims()[0];
-            let logits = self.precision.forward(&model, batch.images);
-            let loss = loss_fn
-                .forward(logits.clone(), batch.labels.clone())
-                .into_scalar::<f64>();
-            tally.add(loss, count_correct(logits, batch.labels), images, 0.0);
-        }
-        tally.seconds = started.elapsed().as_secs_f64();
-        tally
+        evaluate(&self.model.valid(), feed, self.precision)
     }
 
     /// The model being trained.
@@ -204,6 +188,27 @@ impl Trainer {
     pub fn lr(&self, step: usize) -> f64 {
         self.schedule.lr(step)
     }
+}
+
+/// Loss and accuracy of `model` (in evaluation mode: off the autodiff device) over every batch
+/// of `feed`, computed in `precision`.
+pub fn evaluate(model: &Model, feed: &Feed, precision: Precision) -> Tally {
+    let device = model_device(model);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut tally = Tally::default();
+    let started = std::time::Instant::now();
+    let data = feed.epoch(0);
+    for index in 0..feed.batches_per_epoch() {
+        let batch = data.batch(index).expect("index in range");
+        let images = batch.labels.dims()[0];
+        let logits = precision.forward(model, batch.images);
+        let loss = loss_fn
+            .forward(logits.clone(), batch.labels.clone())
+            .into_scalar::<f64>();
+        tally.add(loss, count_correct(logits, batch.labels), images, 0.0);
+    }
+    tally.seconds = started.elapsed().as_secs_f64();
+    tally
 }
 
 /// SGD with momentum (no dampening, as PyTorch and the papers) and L2 weight decay.

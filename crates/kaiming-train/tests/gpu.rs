@@ -256,3 +256,69 @@ fn a_gpu_run_writes_the_cpu_run_folder() {
         );
     }
 }
+
+#[test]
+fn torchvision_weights_give_torchvisions_logits_on_the_gpu_backends() {
+    let Some(dir) = std::env::var_os("TORCHVISION_FIXTURES").map(std::path::PathBuf::from) else {
+        eprintln!("skipping the GPU torchvision test: TORCHVISION_FIXTURES is not set");
+        return;
+    };
+    for (backend, device) in gpus() {
+        for (name, block) in [
+            ("resnet-basic-1111", kaiming_resnet::BlockKind::Basic),
+            (
+                "resnet-bottleneck-1111",
+                kaiming_resnet::BlockKind::Bottleneck,
+            ),
+        ] {
+            let config = kaiming_resnet::ResNetConfig::new(
+                block,
+                vec![1, 1, 1, 1],
+                kaiming_resnet::ResNetConfig::IMAGENET_WIDTHS.to_vec(),
+            )
+            .with_num_classes(10);
+            let fresh = kaiming_resnet::Model::ResNet(
+                config
+                    .init_with(&device, &InitPlan::new(Scheme::he()), 0)
+                    .unwrap()
+                    .0,
+            );
+            let (model, _) = kaiming_resnet::load_weights(
+                fresh,
+                &dir.join(format!("{name}.pth")),
+                Default::default(),
+            )
+            .unwrap();
+            let io = std::fs::read(dir.join(format!("{name}-io.safetensors"))).unwrap();
+            let io = safetensors::SafeTensors::deserialize(&io).unwrap();
+            let tensor = |key: &str| {
+                let view = io.tensor(key).unwrap();
+                let values: Vec<f32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (values, view.shape().to_vec())
+            };
+            let (input, shape) = tensor("input");
+            let input = Tensor::<4>::from_data(TensorData::new(input, shape), &device);
+            let logits = model
+                .forward(input)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap();
+            let (want, _) = tensor("logits");
+            let worst = logits
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{backend} {name}: logits differ from torchvision's by {worst:e}"
+            );
+            eprintln!("{backend} {name}: torchvision's logits within {worst:e}");
+        }
+    }
+}

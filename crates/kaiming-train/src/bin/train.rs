@@ -13,7 +13,7 @@ use kaiming_train::config::RunArgs;
 use kaiming_train::monitor::MonitorLog;
 use kaiming_train::run::{RunOptions, resume, train};
 use kaiming_train::summary::{Status, Summary};
-use kaiming_train::{bench, compare, inspect, monitor_plot, probe, sweep};
+use kaiming_train::{bench, compare, inspect, monitor_plot, probe, sweep, weights};
 use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator hands large buffers back to the OS on free, so every training step
@@ -170,6 +170,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for run in &args.runs {
                 println!("{}", monitor_report(run)?);
             }
+        }
+        Command::Eval(args) => {
+            let device = args.backend.device(args.device)?;
+            let data = weights::EvalData {
+                data_dir: args.data_dir.clone(),
+                eval_limit: args.eval_limit,
+            };
+            let evaluation = match (&args.run, &args.weights, args.model) {
+                (Some(run), _, _) => {
+                    let (config, model) = weights::run_model(run, args.checkpoint, &device)?;
+                    weights::evaluate_on_test(
+                        &model,
+                        Some(&config),
+                        &data,
+                        config.precision,
+                        args.backend,
+                        &device,
+                    )?
+                }
+                (None, Some(file), Some(name)) => {
+                    let config = ModelConfig::new(name).with_stem(args.stem);
+                    let model = weights::file_model(config, file, &device)?;
+                    weights::evaluate_on_test(
+                        &model,
+                        None,
+                        &data,
+                        Default::default(),
+                        args.backend,
+                        &device,
+                    )?
+                }
+                _ => anyhow::bail!("train eval needs a run folder, or --model with --weights"),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string(&evaluation)?);
+            } else {
+                println!(
+                    "loss {:.4}  accuracy {:.2} %  images {}",
+                    evaluation.loss,
+                    100.0 * evaluation.accuracy,
+                    evaluation.images
+                );
+            }
+        }
+        Command::Export(args) => {
+            weights::export_run(&args.run, args.checkpoint, &args.out)?;
+            println!("{}: torchvision names, safetensors", args.out.display());
         }
         Command::Models(args) => {
             println!(
