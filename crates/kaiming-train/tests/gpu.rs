@@ -258,7 +258,7 @@ fn a_gpu_run_writes_the_cpu_run_folder() {
 }
 
 #[test]
-fn torchvision_weights_give_torchvisions_logits_on_the_gpu_backends() {
+fn torchvision_weights_give_torchvisions_logits_and_features_on_the_gpu_backends() {
     let Some(dir) = std::env::var_os("TORCHVISION_FIXTURES").map(std::path::PathBuf::from) else {
         eprintln!("skipping the GPU torchvision test: TORCHVISION_FIXTURES is not set");
         return;
@@ -302,23 +302,29 @@ fn torchvision_weights_give_torchvisions_logits_on_the_gpu_backends() {
             };
             let (input, shape) = tensor("input");
             let input = Tensor::<4>::from_data(TensorData::new(input, shape), &device);
-            let logits = model
-                .forward(input)
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap();
-            let (want, _) = tensor("logits");
-            let worst = logits
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                worst < 1e-4,
-                "{backend} {name}: logits differ from torchvision's by {worst:e}"
-            );
-            eprintln!("{backend} {name}: torchvision's logits within {worst:e}");
+            let read = |t: Tensor<2>| {
+                t.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap()
+            };
+            for (what, got) in [
+                ("logits", read(model.forward(input.clone()))),
+                ("features", read(model.forward_features(input.clone()))),
+            ] {
+                let (want, _) = tensor(what);
+                assert_eq!(got.len(), want.len());
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    worst < 1e-4,
+                    "{backend} {name}: {what} differ from torchvision's by {worst:e}"
+                );
+                eprintln!("{backend} {name}: torchvision's {what} within {worst:e}");
+            }
         }
     }
 }
