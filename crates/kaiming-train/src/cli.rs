@@ -10,6 +10,7 @@ use crate::backend::Backend;
 use crate::checkpoint::CheckpointEvery;
 use crate::config::{RunArgs, help_defaults};
 use crate::precision::Precision;
+use crate::sweep::Shard;
 use crate::weights::Which;
 
 /// Train CIFAR-10 ResNets per init scheme, log loss curves, compare runs, probe signal
@@ -67,6 +68,10 @@ pub struct OutputArgs {
     /// for wgpu CUBECL_WGPU_DEFAULT_DEVICE, e.g. DiscreteGpu(1), overrides it]
     #[arg(long)]
     pub device: Option<usize>,
+    /// Data-parallel GPUs: split every batch across these adapters, e.g. 0,1 (sets --replicas
+    /// to their number)
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Option<Vec<usize>>,
     /// Checkpoints during an epoch too: every N steps (500) or every so long (10m, 90s), besides
     /// the one at the end of every epoch
     #[arg(long, default_value_t = CheckpointEvery::default())]
@@ -156,6 +161,19 @@ pub struct SweepArgs {
     /// Seeds to run, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
+    /// Run only share K of N of the run list (runs whose position modulo N is K): the same share
+    /// on every machine for the same arguments, so a cluster's job array runs the sweep, e.g.
+    /// --shard $SLURM_ARRAY_TASK_ID/4; the shares may write into one shared --out at once
+    #[arg(long, value_name = "K/N", conflicts_with = "parallel")]
+    pub shard: Option<Shard>,
+    /// Run K runs at once, one process per share of the run list; with --devices each on its
+    /// own GPU, on a CPU the K processes share the cores (each runs slower)
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub parallel: usize,
+    /// GPUs for --parallel, one per process in turn, e.g. 0,1,2,3 [default: the backend's
+    /// default adapter for all]
+    #[arg(long, value_delimiter = ',', requires = "parallel")]
+    pub devices: Option<Vec<usize>>,
     /// Run settings shared by every run
     #[command(flatten)]
     pub run: RunArgs,

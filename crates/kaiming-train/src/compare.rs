@@ -134,6 +134,38 @@ pub fn table(runs: &[RunRecord]) -> Table {
     table
 }
 
+/// The run folders `paths` name: each path that is a run folder (it has `summary.json`), and
+/// for a folder of run folders (a sweep's `--out`, shared by its shards) every run folder in it,
+/// in name order.
+pub fn expand_run_folders(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut runs = Vec::new();
+    for path in paths {
+        if path.join("summary.json").is_file() {
+            runs.push(path.clone());
+            continue;
+        }
+        let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| {
+                format!(
+                    "{} is neither a run folder nor a folder of runs",
+                    path.display()
+                )
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("summary.json").is_file())
+            .collect();
+        if inside.is_empty() {
+            anyhow::bail!(
+                "{} holds no run folders (none has summary.json)",
+                path.display()
+            );
+        }
+        inside.sort();
+        runs.extend(inside);
+    }
+    Ok(runs)
+}
+
 /// The monitor's diagnoses of a run as counts of layers per kind, e.g. `vanishing 9, update
 /// ratio 30`; `-` for none.
 pub fn signal_counts(signals: &[Signal]) -> String {

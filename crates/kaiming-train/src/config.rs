@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// Write a train row to metrics.csv every N steps
     #[arg(long)]
     pub log_every: Option<usize>,
+    /// Data parallelism: split every batch across N model replicas (--batch-size stays the
+    /// global batch), on N GPUs with --devices, or N replicas on the CPU; batch norm keeps
+    /// per-replica statistics, as PyTorch's DDP without SyncBatchNorm
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<usize>,
     /// The network.
     #[command(flatten)]
     #[serde(default)]
@@ -228,6 +233,9 @@ pub struct RunConfig {
     pub precision: Precision,
     /// Steps per train row in metrics.csv.
     pub log_every: usize,
+    /// Model replicas sharing each batch (absent in runs made before they existed: 1).
+    #[serde(default = "one")]
+    pub replicas: usize,
     /// The network.
     pub model: ModelSettings,
     /// SGD.
@@ -319,6 +327,7 @@ impl Default for RunConfig {
             backend: Backend::default(),
             precision: Precision::default(),
             log_every: 50,
+            replicas: 1,
             model: ModelSettings::default(),
             optimizer: OptimizerSettings::default(),
             schedule: ScheduleSettings::default(),
@@ -377,6 +386,10 @@ impl Default for DataSettings {
     }
 }
 
+fn one() -> usize {
+    1
+}
+
 /// The default each run flag shows in `--help`, by argument id, read from the `Default` impls
 /// above so that the help and the behaviour cannot disagree.
 pub fn help_defaults() -> Vec<(&'static str, String)> {
@@ -395,6 +408,7 @@ pub fn help_defaults() -> Vec<(&'static str, String)> {
         ("backend", d.backend.to_string()),
         ("precision", d.precision.to_string()),
         ("log_every", d.log_every.to_string()),
+        ("replicas", d.replicas.to_string()),
         ("model", d.model.name.to_string()),
         ("depth", d.model.depth.to_string()),
         ("width", d.model.width.to_string()),
@@ -476,6 +490,7 @@ impl RunArgs {
             backend: self.backend.or(base.backend),
             precision: self.precision.or(base.precision),
             log_every: self.log_every.or(base.log_every),
+            replicas: self.replicas.or(base.replicas),
             model: ModelArgs {
                 name: self.model.name.or(base.model.name),
                 depth: self.model.depth.or(base.model.depth),
@@ -548,6 +563,7 @@ impl RunArgs {
             backend: self.backend.unwrap_or(d.backend),
             precision: self.precision.unwrap_or(d.precision),
             log_every: self.log_every.unwrap_or(d.log_every),
+            replicas: self.replicas.unwrap_or(d.replicas),
             model: ModelSettings {
                 name: m.name.unwrap_or(d.model.name),
                 depth: m.depth.unwrap_or(d.model.depth),
@@ -637,6 +653,13 @@ impl RunConfig {
             s.warmup_epochs
         );
         ensure!(self.log_every > 0, "--log-every must be at least 1 (got 0)");
+        ensure!(self.replicas > 0, "--replicas must be at least 1 (got 0)");
+        ensure!(
+            self.replicas <= d.batch_size,
+            "--replicas {} is more than the --batch-size {}: every replica needs an image",
+            self.replicas,
+            d.batch_size
+        );
         self.backend.ensure_compiled()?;
         if d.train_limit == Some(0) || d.eval_limit == Some(0) {
             bail!("--train-limit and --eval-limit must be at least 1");

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use kaiming_cifar::{
     CifarDataset, DownloadConfig, Loader, LoaderConfig, Normalization, Split, locate_or_download,
@@ -51,6 +52,8 @@ pub struct RunOptions {
     pub keep_checkpoints: usize,
     /// Where CIFAR-10 is, in place of the run's own setting (a resumed run whose data moved).
     pub data_dir: Option<PathBuf>,
+    /// The GPUs of a data-parallel run (`--devices`), one per replica.
+    pub devices: Option<Vec<usize>>,
 }
 
 /// Starts a new run of `config` in the store `options.out` and trains it.
@@ -85,6 +88,8 @@ struct Run<'a> {
     monitor: Option<(Monitor, MonitorLog)>,
     board: EventWriter,
     device_name: String,
+    /// Every replica's device.
+    device_names: Vec<String>,
     parameters: usize,
 }
 
@@ -92,7 +97,25 @@ impl<'a> Run<'a> {
     /// Data, device, model and trainer; restored from the latest set when there is one.
     fn start(config: RunConfig, folder: RunFolder, options: &'a RunOptions) -> Result<Self> {
         let (train, eval, eval_split) = load_data(&config, options)?;
-        let device = config.backend.device(options.device)?.autodiff();
+        let replicas: Vec<Device> = match &options.devices {
+            Some(indices) => {
+                anyhow::ensure!(
+                    indices.len() == config.replicas,
+                    "--devices names {} GPUs for {} replicas",
+                    indices.len(),
+                    config.replicas
+                );
+                indices
+                    .iter()
+                    .map(|&i| Ok(config.backend.device(Some(i))?.autodiff()))
+                    .collect::<Result<_>>()?
+            }
+            None => {
+                let device = config.backend.device(options.device)?.autodiff();
+                vec![device; config.replicas]
+            }
+        };
+        let device = replicas[0].clone();
         config.precision.ensure_supported(&device)?;
         device.seed(config.seed);
         let on_device = config.backend.is_gpu();
@@ -170,6 +193,7 @@ impl<'a> Run<'a> {
         // Trainable parameters: burn's `num_params` also counts BatchNorm running statistics.
         let parameters = model_config.num_params();
         let device_name = describe(&device);
+        let device_names = replicas.iter().map(describe).collect();
         tracing::info!(
             "{}: {} ({} parameters), init {}, {} on {device_name}",
             folder.name(),
@@ -192,6 +216,7 @@ impl<'a> Run<'a> {
             monitor,
             board,
             device_name,
+            device_names,
             parameters,
         })
     }
@@ -443,6 +468,7 @@ impl<'a> Run<'a> {
                 .map(|p| p.display().to_string()),
             backend: self.config.backend.to_string(),
             device: self.device_name.clone(),
+            devices: self.device_names.clone(),
             precision: self.config.precision.to_string(),
             seed: self.config.seed,
             git_commit: git_commit(),

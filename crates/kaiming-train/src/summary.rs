@@ -50,6 +50,10 @@ pub struct Summary {
     pub backend: String,
     /// Device the run computed on: the adapter's own name on GPUs.
     pub device: String,
+    /// The devices of its replicas, the first being `device` (absent in runs made before
+    /// replicas existed).
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// Arithmetic precision (absent in runs made before it existed: f32).
     #[serde(default = "f32_name")]
     pub precision: String,

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
 use kaiming_cifar::Batch;
 use kaiming_resnet::Model;
@@ -75,6 +75,9 @@ pub struct TrainerParts {
 
 /// A model with its optimizer, stepping through batches.
 pub struct Trainer {
+    /// Where the shares of a batch go (data parallelism): the model's own device first. One
+    /// entry (or none) is the plain step.
+    replicas: Vec<Device>,
     model: Model,
     optimizer: ModuleOptimizer,
     schedule: Schedule,
@@ -96,9 +99,35 @@ impl Trainer {
             optimizer: parts.optimizer,
             schedule: parts.schedule,
             precision: parts.precision,
+            replicas: vec![device.clone()],
             device,
             step: 0,
         }
+    }
+
+    /// Splits every batch across `replicas` model replicas, one per device (the same device
+    /// again for replicas on a CPU), the first on the model's device: each replica computes its
+    /// share's gradient, burn's gradient accumulator sums them onto the model, and one optimizer
+    /// step applies them — PyTorch's DistributedDataParallel without SyncBatchNorm. Batch norm
+    /// normalises each share with its own statistics; the running statistics are those of the
+    /// first replica, which every replica starts each step from (DDP's `broadcast_buffers`).
+    ///
+    /// f16's loss scaling is per replica in DDP and is not offered here: replicas compute in
+    /// f32 or bf16.
+    pub fn with_replicas(mut self, devices: Vec<Device>) -> anyhow::Result<Self> {
+        anyhow::ensure!(!devices.is_empty(), "at least one replica");
+        anyhow::ensure!(
+            devices.len() == 1 || self.precision != Precision::F16,
+            "--precision f16 with {} replicas: loss scaling is per replica; use f32 or bf16",
+            devices.len()
+        );
+        self.replicas = devices;
+        Ok(self)
+    }
+
+    /// How many replicas share a batch.
+    pub fn replicas(&self) -> usize {
+        self.replicas.len()
     }
 
     /// One optimizer step on `batch`.
@@ -108,6 +137,9 @@ impl Trainer {
 
     /// One optimizer step on `batch`, reporting its phases to `observer`.
     pub fn step_observed(&mut self, batch: Batch, observer: &mut impl StepObserver) -> StepStats {
+        if self.replicas.len() > 1 {
+            return self.replicated_step(batch, observer);
+        }
         let images = batch.labels.dims()[0];
         let lr = self.schedule.lr(self.step);
         let logits = self.precision.forward(&self.model, batch.images);
@@ -135,6 +167,65 @@ impl Trainer {
             self.model = self.optimizer.step(lr, self.model.clone(), grads);
             stats.updated = true;
         }
+        observer.ended(Phase::Update, &self.device);
+        self.step += 1;
+        stats
+    }
+
+    /// The step of [`Trainer::with_replicas`].
+    fn replicated_step(&mut self, batch: Batch, observer: &mut impl StepObserver) -> StepStats {
+        let images = batch.labels.dims()[0];
+        let lr = self.schedule.lr(self.step);
+        let count = self.replicas.len().min(images);
+        let mut accumulator = GradientsAccumulator::<Model>::new();
+        let (mut loss, mut correct, mut start) = (0.0, 0, 0);
+        for (index, device) in self.replicas.iter().take(count).enumerate() {
+            let len = images / count + usize::from(index < images % count);
+            let range = start..start + len;
+            start += len;
+            let share_images = batch
+                .images
+                .clone()
+                .slice([range.clone()])
+                .to_device(device);
+            let share_labels = batch.labels.clone().slice([range]).to_device(device);
+            // The first replica is the model itself; the others are copies with batch-norm
+            // buffers of their own (and the same parameter ids, so their gradients add up).
+            let replica = if index == 0 {
+                self.model.clone()
+            } else {
+                self.model.valid().train().fork(device)
+            };
+            let logits = self.precision.forward(&replica, share_images);
+            let share_loss = self.loss.forward(logits.clone(), share_labels.clone());
+            let value = share_loss.clone().into_scalar::<f64>();
+            loss += value * len as f64 / images as f64;
+            if !value.is_finite() {
+                continue;
+            }
+            correct += count_correct(logits, share_labels);
+            let weighted = share_loss.mul_scalar(len as f64 / images as f64);
+            let grads = GradientsParams::from_grads(weighted.backward(), &replica)
+                .to_device(&self.device, &self.model);
+            accumulator.accumulate(&self.model, grads);
+        }
+        observer.ended(Phase::Forward, &self.device);
+        let mut stats = StepStats {
+            step: self.step,
+            loss,
+            correct,
+            images,
+            lr,
+            updated: false,
+        };
+        if !loss.is_finite() {
+            return stats;
+        }
+        let grads = accumulator.grads();
+        observer.ended(Phase::Backward, &self.device);
+        observer.gradients(&self.model, &grads);
+        self.model = self.optimizer.step(lr, self.model.clone(), grads);
+        stats.updated = true;
         observer.ended(Phase::Update, &self.device);
         self.step += 1;
         stats

@@ -74,6 +74,7 @@ fn run_options(output: &OutputArgs) -> RunOptions {
         checkpoint_every: output.checkpoint_every,
         keep_checkpoints: output.keep_checkpoints,
         data_dir: None,
+        devices: output.devices.clone(),
     }
 }
 
@@ -85,7 +86,13 @@ fn resolve(flags: RunArgs, config: Option<&PathBuf>) -> Result<RunArgs> {
     })
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(mut cli: Cli) -> Result<ExitCode> {
+    // `--devices 0,1` is a run of two replicas.
+    if let Some(devices) = &cli.output.devices
+        && cli.run.replicas.is_none()
+    {
+        cli.run.replicas = Some(devices.len());
+    }
     let Some(command) = cli.command else {
         let mut options = run_options(&cli.output);
         let summary = match &cli.output.resume {
@@ -127,7 +134,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 keep_checkpoints: args.output.keep_checkpoints,
                 ..RunOptions::default()
             };
-            let dirs = sweep::sweep(&args.inits, &args.seeds, &base, &options)?;
+            let runs = sweep::plan(&args.inits, &args.seeds, &base)?;
+            let dirs = if args.parallel > 1 {
+                parallel_sweep(args.parallel, args.devices.as_deref())?;
+                sweep::run_dirs(&runs, &options)
+            } else {
+                sweep::sweep(&runs, args.shard, &options)?
+            };
             println!("{}", compare::compare(&dirs, &args.output.out)?);
             println!(
                 "plots: {}",
@@ -135,11 +148,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::Compare(args) => {
+            let runs = compare::expand_run_folders(&args.runs)?;
             let out = match args.out {
                 Some(out) => out,
                 None => common_parent(&args.runs),
             };
-            println!("{}", compare::compare(&args.runs, &out)?);
+            println!("{}", compare::compare(&runs, &out)?);
             println!(
                 "table and plots: {}",
                 out.join("comparison.{csv,svg,png}").display()
@@ -235,6 +249,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `train sweep --parallel K`: this same command once per share, as K processes at once, each
+/// with `--shard i/K` (and `--device` from `--devices` in turn), their progress bars off.
+fn parallel_sweep(processes: usize, devices: Option<&[usize]>) -> Result<()> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut given = std::env::args_os().skip(1);
+    while let Some(arg) = given.next() {
+        let text = arg.to_string_lossy();
+        if text == "--parallel" || text == "--devices" {
+            given.next();
+        } else if !text.starts_with("--parallel=") && !text.starts_with("--devices=") {
+            args.push(arg);
+        }
+    }
+    if !args.iter().any(|a| a == "--quiet" || a == "-q") {
+        args.push("--quiet".into());
+    }
+    let exe = std::env::current_exe().context("cannot find the train binary to run shares")?;
+    let mut children = Vec::new();
+    for index in 0..processes {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .args(&args)
+            .arg("--shard")
+            .arg(format!("{index}/{processes}"));
+        if let Some(devices) = devices.filter(|d| !d.is_empty()) {
+            command
+                .arg("--device")
+                .arg(devices[index % devices.len()].to_string());
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start share {index}/{processes}"))?;
+        children.push((index, child));
+    }
+    let mut failed = Vec::new();
+    for (index, mut child) in children {
+        let status = child.wait().context("a share's process was lost")?;
+        if !status.success() {
+            failed.push(format!("{index}/{processes}"));
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "share(s) {} failed (see above); run the same command again to continue",
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Draws `run/monitor.{svg,png}` and lists the run's diagnoses.
