@@ -328,3 +328,60 @@ fn torchvision_weights_give_torchvisions_logits_and_features_on_the_gpu_backends
         }
     }
 }
+
+#[test]
+fn replicas_on_two_gpus_train_as_one() {
+    for (backend, device) in gpus() {
+        let Ok(second) = backend.device(Some(1)) else {
+            eprintln!(
+                "skipping the {backend} multi-GPU test: this machine has one {backend} adapter"
+            );
+            continue;
+        };
+        let run = |devices: Vec<Device>| {
+            let devices: Vec<Device> = devices.into_iter().map(|d| d.autodiff()).collect();
+            let (model, _) = ModelConfig::new(ModelName::PlainCnn)
+                .with_depth(8)
+                .with_norm(kaiming_resnet::Norm::None)
+                .init_with(&devices[0], &InitPlan::new(Scheme::he()), 0)
+                .unwrap();
+            let mut trainer =
+                kaiming_train::trainer::Trainer::new(kaiming_train::trainer::TrainerParts {
+                    model,
+                    optimizer: kaiming_train::trainer::sgd(&Default::default()),
+                    schedule: kaiming_train::schedule::Schedule::constant(0.01),
+                    precision: Default::default(),
+                })
+                .with_replicas(devices.clone())
+                .unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            (0..3)
+                .map(|_| {
+                    let pixels: Vec<f32> = (0..16 * 3 * 32 * 32).map(|_| rng.random()).collect();
+                    let labels: Vec<i64> = (0..16).map(|i| i % 10).collect();
+                    trainer
+                        .step(kaiming_cifar::Batch {
+                            images: Tensor::from_data(
+                                TensorData::new(pixels, [16, 3, 32, 32]),
+                                &devices[0],
+                            ),
+                            labels: Tensor::<1, Int>::from_data(
+                                TensorData::new(labels, [16]),
+                                &devices[0],
+                            ),
+                        })
+                        .loss
+                })
+                .collect::<Vec<f64>>()
+        };
+        let one = run(vec![device.clone()]);
+        let two = run(vec![device, second]);
+        for (a, b) in one.iter().zip(&two) {
+            assert!(
+                (a - b).abs() <= 1e-3 * a.abs(),
+                "{backend}: {one:?} against {two:?}"
+            );
+        }
+        eprintln!("{backend}: two GPUs train as one ({two:?})");
+    }
+}
