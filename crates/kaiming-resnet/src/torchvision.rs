@@ -163,8 +163,9 @@ pub fn load_weights(
 
     if !options.skip_classifier
         && let (Some(want), Some(found)) = (expected.get("fc.weight"), declared.get("fc.weight"))
-        && want != &found.shape
         && found.shape.len() == 2
+        && want.len() == 2
+        && found.shape[0] != want[0]
     {
         return Err(WeightsError::Classes {
             path: path.to_path_buf(),
@@ -462,6 +463,10 @@ fn guarded<T, E: fmt::Display>(
         path: path.to_path_buf(),
         reason,
     };
+    // The panic hook is process-wide: one reader at a time swaps it, or two threads could leave
+    // the silent one installed.
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _swap = HOOK.lock().unwrap_or_else(|e| e.into_inner());
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));

@@ -172,7 +172,7 @@ pub struct SweepArgs {
     pub parallel: usize,
     /// GPUs for --parallel, one per process in turn, e.g. 0,1,2,3 [default: the backend's
     /// default adapter for all]
-    #[arg(long, value_delimiter = ',', requires = "parallel")]
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
     pub devices: Option<Vec<usize>>,
     /// Run settings shared by every run
     #[command(flatten)]
@@ -213,10 +213,12 @@ pub struct SweepOutputArgs {
 /// `train compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Run folders (each with summary.json and metrics.csv)
+    /// Run folders (each with summary.json and metrics.csv), or folders of run folders (a
+    /// sweep's --out, shared by its shards)
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
-    /// Folder for comparison.csv, comparison.svg and comparison.png [default: the runs' parent]
+    /// Folder for comparison.csv, comparison.svg and comparison.png [default: the folder of runs
+    /// given, else the runs' parent]
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -60,14 +60,15 @@ impl RunRecord {
         name
     }
 
-    /// Where the run started: its init scheme, or the weights file it was fine-tuned from.
+    /// Where the run started: its init scheme, or the weights file it was fine-tuned from (with
+    /// the scheme of what the file did not provide).
     pub fn starting_point(&self) -> String {
         match &self.summary.weights {
             Some(file) => {
                 let name = Path::new(file)
                     .file_name()
                     .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
-                format!("from {name}")
+                format!("from {name} + {}", self.summary.init)
             }
             None => self.summary.init.clone(),
         }

@@ -147,7 +147,8 @@ impl<'a> Run<'a> {
             optimizer: sgd(&config.optimizer),
             schedule: config.schedule(train.batches_per_epoch()),
             precision: config.precision,
-        });
+        })
+        .with_replicas(replicas.clone())?;
         let (progress, metrics) = match resuming {
             Some(set) => {
                 let model = set.load_model(trainer.model().clone())?;

@@ -91,7 +91,11 @@ pub fn evaluate_on_test(
     backend: Backend,
     device: &Device,
 ) -> Result<Evaluation> {
-    let located = locate_data_dir(data.data_dir.as_deref())?;
+    let dir = data
+        .data_dir
+        .as_deref()
+        .or(run.and_then(|config| config.data.dir.as_deref()));
+    let located = locate_data_dir(dir)?;
     let train = match run {
         Some(config) => splits(config, &located.dir)?.0,
         None => CifarDataset::load(&located.dir, Split::Train)?,

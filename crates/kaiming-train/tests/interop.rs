@@ -104,7 +104,7 @@ fn a_run_is_evaluated_exported_and_fine_tuned_from() {
     );
     assert_success(&compare);
     let table = String::from_utf8_lossy(&compare.stdout);
-    assert!(table.contains("from source.safetensors"), "{table}");
+    assert!(table.contains("from source.safetensors + he"), "{table}");
 
     // Bad weights are named.
     let missing = train(

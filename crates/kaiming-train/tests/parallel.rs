@@ -211,7 +211,19 @@ fn a_run_of_two_replicas_with_batch_norm_completes_and_its_loss_falls() {
     let mut args = common::tiny_run_args(data, "replicas", "2");
     args.extend(["--replicas", "2"]);
     assert_success(&train(cwd.path(), &args));
+    assert_success(&train(
+        cwd.path(),
+        &common::tiny_run_args(data, "single", "1"),
+    ));
     let (summary, metrics) = read_run(&cwd.path().join("runs/replicas"));
+    let (_, single) = read_run(&cwd.path().join("runs/single"));
+    // Batch norm normalises each share with its own statistics: the first steps' loss differs
+    // from one replica's, which it would not if the batch were not split.
+    let (split, whole) = (metrics.rows[0].loss(), single.rows[0].loss());
+    assert!(
+        (split - whole).abs() > 1e-6,
+        "two replicas and one gave the same loss {split}: the batch was not split"
+    );
     assert_eq!(summary.status, Status::Completed);
     assert_eq!(summary.devices.len(), 2);
     let train_rows: Vec<f64> = metrics

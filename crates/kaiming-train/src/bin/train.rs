@@ -151,6 +151,10 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
             let runs = compare::expand_run_folders(&args.runs)?;
             let out = match args.out {
                 Some(out) => out,
+                // A sweep's folder gets its comparison, as the sweep itself writes it.
+                None if args.runs.len() == 1 && !args.runs[0].join("summary.json").is_file() => {
+                    args.runs[0].clone()
+                }
                 None => common_parent(&args.runs),
             };
             println!("{}", compare::compare(&runs, &out)?);
