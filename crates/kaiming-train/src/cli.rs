@@ -236,7 +236,7 @@ pub struct MonitorArgs {
 #[command(group(clap::ArgGroup::new("what").required(true).args(["run", "weights"])))]
 pub struct EvalArgs {
     /// A run folder: its checkpoint is evaluated, normalised as the run was
-    #[arg(conflicts_with_all = ["weights", "model", "stem"])]
+    #[arg(conflicts_with_all = ["weights", "model"])]
     pub run: Option<PathBuf>,
     /// Which checkpoint set of the run
     #[arg(long, value_enum, default_value = "best")]
@@ -251,6 +251,15 @@ pub struct EvalArgs {
     /// Stem of --model: cifar or imagenet
     #[arg(long, default_value = "cifar")]
     pub stem: StemKind,
+    /// Normalisation of --model: batch or none
+    #[arg(long, default_value = "batch")]
+    pub norm: Norm,
+    /// Weight layers of --model plaincnn
+    #[arg(long, default_value_t = 30)]
+    pub depth: usize,
+    /// First-stage width of --model plaincnn
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
     /// The first N test images only
     #[arg(long)]
     pub eval_limit: Option<usize>,

@@ -57,7 +57,14 @@ pub struct RunOptions {
 }
 
 /// Starts a new run of `config` in the store `options.out` and trains it.
-pub fn train(config: RunConfig, options: &RunOptions) -> Result<Summary> {
+pub fn train(mut config: RunConfig, options: &RunOptions) -> Result<Summary> {
+    // The run names its starting weights so that it resumes from anywhere.
+    if let Some(weights) = &config.model.weights {
+        config.model.weights = Some(
+            std::fs::canonicalize(weights)
+                .map_err(|e| anyhow::anyhow!("--weights {}: {e}", weights.display()))?,
+        );
+    }
     let folder = RunStore::new(&options.out).create(&config, options.name.as_deref())?;
     crate::atomic::write_atomic(&folder.config(), config.to_toml().as_bytes())?;
     Run::start(config, folder, options)?.run()

@@ -219,6 +219,7 @@ impl Trainer {
             updated: false,
         };
         if !loss.is_finite() {
+            stats.correct = 0;
             return stats;
         }
         let grads = accumulator.grads();

@@ -136,7 +136,8 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
             };
             let runs = sweep::plan(&args.inits, &args.seeds, &base)?;
             let dirs = if args.parallel > 1 {
-                parallel_sweep(args.parallel, args.devices.as_deref())?;
+                let interrupt = options.interrupt.clone().unwrap_or_default();
+                parallel_sweep(args.parallel, args.devices.as_deref(), &interrupt)?;
                 sweep::run_dirs(&runs, &options)
             } else {
                 sweep::sweep(&runs, args.shard, &options)?
@@ -208,7 +209,11 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                     )?
                 }
                 (None, Some(file), Some(name)) => {
-                    let config = ModelConfig::new(name).with_stem(args.stem);
+                    let config = ModelConfig::new(name)
+                        .with_stem(args.stem)
+                        .with_norm(args.norm)
+                        .with_depth(args.depth)
+                        .with_width(args.width);
                     let model = weights::file_model(config, file, &device)?;
                     weights::evaluate_on_test(
                         &model,
@@ -257,7 +262,11 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
 
 /// `train sweep --parallel K`: this same command once per share, as K processes at once, each
 /// with `--shard i/K` (and `--device` from `--devices` in turn), their progress bars off.
-fn parallel_sweep(processes: usize, devices: Option<&[usize]>) -> Result<()> {
+fn parallel_sweep(
+    processes: usize,
+    devices: Option<&[usize]>,
+    interrupt: &AtomicBool,
+) -> Result<()> {
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     let mut given = std::env::args_os().skip(1);
     while let Some(arg) = given.next() {
@@ -284,17 +293,48 @@ fn parallel_sweep(processes: usize, devices: Option<&[usize]>) -> Result<()> {
                 .arg("--device")
                 .arg(devices[index % devices.len()].to_string());
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start share {index}/{processes}"))?;
-        children.push((index, child));
-    }
-    let mut failed = Vec::new();
-    for (index, mut child) in children {
-        let status = child.wait().context("a share's process was lost")?;
-        if !status.success() {
-            failed.push(format!("{index}/{processes}"));
+        match command.spawn() {
+            Ok(child) => children.push((index, child)),
+            Err(error) => {
+                for (_, child) in &mut children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(error)
+                    .with_context(|| format!("cannot start share {index}/{processes}"));
+            }
         }
+    }
+    // Wait for all; a Ctrl-C or SIGTERM that reached only this process is passed on, so every
+    // share checkpoints and stops.
+    let mut statuses: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    let mut forwarded = false;
+    while statuses.iter().any(Option::is_none) {
+        for ((_, child), status) in children.iter_mut().zip(&mut statuses) {
+            if status.is_none() {
+                *status = child.try_wait().context("a share's process was lost")?;
+            }
+        }
+        if interrupt.load(Ordering::SeqCst) && !forwarded {
+            forwarded = true;
+            #[cfg(unix)]
+            for (_, child) in &children {
+                // SAFETY: kill(2) on a child's pid; it only delivers a signal.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let failed: Vec<String> = children
+        .iter()
+        .zip(&statuses)
+        .filter(|(_, status)| !status.is_some_and(|s| s.success()))
+        .map(|((index, _), _)| format!("{index}/{processes}"))
+        .collect();
+    if !failed.is_empty() && interrupt.load(Ordering::SeqCst) {
+        anyhow::bail!("sweep interrupted; run the same command again to continue");
     }
     if !failed.is_empty() {
         anyhow::bail!(
