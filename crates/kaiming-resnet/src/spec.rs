@@ -17,8 +17,11 @@ use crate::shortcut::ShortcutKind;
 use crate::stem::StemKind;
 use crate::{Hook, Trace};
 
-/// A model this crate builds, by name: `resnet18` … `resnet152`, `resnet20` … `resnet1202`,
-/// `plain20` … `plain1202`, `plain-resnet18` … `plain-resnet152`, `plaincnn`.
+/// A model this crate builds, by name: `resnet18` … `resnet152`, the CIFAR ResNets and plain
+/// nets of every depth `6n + 2` (`resnet8`, `resnet14`, `resnet20` … `plain8`, `plain14` …, as
+/// He et al. 2016's family), `plain-resnet18` … `plain-resnet152`, `plaincnn`. The torchvision
+/// names win where the two families share a depth: `resnet50` and `resnet152` are the ImageNet
+/// layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum ModelName {
@@ -26,7 +29,7 @@ pub enum ModelName {
     ResNet(usize),
     /// Its plain twin.
     PlainResNet(usize),
-    /// CIFAR ResNet of depth 20, 32, 44, 56, 110 or 1202.
+    /// CIFAR ResNet of depth `6n + 2` (the paper reports 20, 32, 44, 56, 110 and 1202).
     CifarResNet(usize),
     /// Its plain twin.
     CifarPlain(usize),
@@ -35,7 +38,8 @@ pub enum ModelName {
 }
 
 impl ModelName {
-    /// Every valid name, in the order `--help` lists them.
+    /// The named models, in the order `--help` lists them: the CIFAR families at the paper's
+    /// depths (any other `6n + 2` parses too).
     pub fn all() -> Vec<ModelName> {
         let imagenet = ResNetConfig::IMAGENET_DEPTHS;
         let cifar = ResNetConfig::CIFAR_DEPTHS;
@@ -55,11 +59,12 @@ impl ModelName {
     }
 
     fn valid_names() -> String {
-        ModelName::all()
+        let names = ModelName::all()
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        format!("{names}, or resnetN / plainN for any CIFAR depth N = 6n + 2 (8, 14, 20, 26, …)")
     }
 }
 
@@ -81,7 +86,7 @@ impl FromStr for ModelName {
         let name = s.trim().to_ascii_lowercase();
         let depth = |prefix: &str| name.strip_prefix(prefix)?.parse::<usize>().ok();
         let imagenet = |d: usize| ResNetConfig::IMAGENET_DEPTHS.contains(&d);
-        let cifar = |d: usize| ResNetConfig::CIFAR_DEPTHS.contains(&d);
+        let cifar = |d: usize| ResNetConfig::cifar(d).is_ok();
         let parsed = if name == "plaincnn" {
             Some(ModelName::PlainCnn)
         } else if let Some(d) = depth("plain-resnet").filter(|&d| imagenet(d)) {

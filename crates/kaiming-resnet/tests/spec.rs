@@ -16,6 +16,11 @@ fn every_name_parses_and_prints_back() {
     assert_eq!("plain-resnet152".parse(), Ok(ModelName::PlainResNet(152)));
     assert_eq!("plaincnn".parse(), Ok(ModelName::PlainCnn));
     assert_eq!("ResNet18".parse(), Ok(ModelName::ResNet(18)));
+    // Every 6n + 2 depth of the CIFAR family, the torchvision layout where the depths coincide.
+    assert_eq!("plain8".parse(), Ok(ModelName::CifarPlain(8)));
+    assert_eq!("resnet14".parse(), Ok(ModelName::CifarResNet(14)));
+    assert_eq!("plain50".parse(), Ok(ModelName::CifarPlain(50)));
+    assert_eq!("resnet50".parse(), Ok(ModelName::ResNet(50)));
 }
 
 #[test]
@@ -23,6 +28,8 @@ fn unknown_names_list_the_valid_ones() {
     for bad in [
         "resnet19",
         "plain18",
+        "plain2",
+        "resnet21",
         "plain-resnet20",
         "vgg16",
         "",

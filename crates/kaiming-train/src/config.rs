@@ -126,8 +126,8 @@ pub struct MonitorArgs {
 #[serde(deny_unknown_fields)]
 #[command(next_help_heading = "Model")]
 pub struct ModelArgs {
-    /// Model: resnet18…resnet152, resnet20…resnet1202, plain20…plain1202,
-    /// plain-resnet18…plain-resnet152, plaincnn
+    /// Model: resnet18…resnet152, resnetN and plainN for any CIFAR depth N = 6n+2 (8, 14,
+    /// 20…1202), plain-resnet18…plain-resnet152, plaincnn
     #[arg(id = "model", long = "model", value_name = "MODEL")]
     pub name: Option<ModelName>,
     /// Weight layers of plaincnn

@@ -65,9 +65,13 @@ pub fn assert_success(output: &Output) {
     assert!(output.status.success(), "train failed:\n{}", stderr(output));
 }
 
-/// The settings of a tiny real-data run: ResNet-20 on a few hundred images.
+/// The settings of a tiny real-data run: ResNet-20 on a few hundred images, 10 steps an epoch.
+/// Mid-epoch checkpoints are counted in steps, past the end of the run: the default cadence is
+/// a wall-clock interval, and what a run folder holds must not depend on the machine's speed.
 pub fn tiny_run_args<'a>(data_dir: &'a str, name: &'a str, epochs: &'a str) -> Vec<&'a str> {
     vec![
+        "--checkpoint-every",
+        "1000",
         "--model",
         "resnet20",
         "--init",
@@ -97,4 +101,12 @@ pub fn tiny_run_args<'a>(data_dir: &'a str, name: &'a str, epochs: &'a str) -> V
         "--name",
         name,
     ]
+}
+
+/// Gives `flag` the value `value` in `args`, replacing the value it already has there.
+pub fn set_arg<'a>(args: &mut Vec<&'a str>, flag: &'a str, value: &'a str) {
+    match args.iter().position(|a| *a == flag) {
+        Some(at) => args[at + 1] = value,
+        None => args.extend([flag, value]),
+    }
 }

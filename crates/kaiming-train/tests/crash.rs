@@ -8,7 +8,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use common::{
-    assert_success, cifar_dir, deterministic, read_run, stderr, tiny_run_args, train, train_command,
+    assert_success, cifar_dir, deterministic, read_run, set_arg, stderr, tiny_run_args, train,
+    train_command,
 };
 use kaiming_train::monitor::MonitorLog;
 use kaiming_train::summary::Status;
@@ -18,16 +19,9 @@ use kaiming_train::summary::Status;
 /// most sets hold a half-filled row; the monitor every 3 steps too.
 fn args<'a>(data: &'a str, name: &'a str) -> Vec<&'a str> {
     let mut args = tiny_run_args(data, name, "2");
-    let log_every = args.iter().position(|a| *a == "--log-every").unwrap();
-    args[log_every + 1] = "3";
-    args.extend([
-        "--checkpoint-every",
-        "4",
-        "--keep-checkpoints",
-        "2",
-        "--monitor-every",
-        "3",
-    ]);
+    set_arg(&mut args, "--log-every", "3");
+    set_arg(&mut args, "--checkpoint-every", "4");
+    args.extend(["--keep-checkpoints", "2", "--monitor-every", "3"]);
     args
 }
 

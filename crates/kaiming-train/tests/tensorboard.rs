@@ -10,7 +10,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{assert_success, cifar_dir, read_run, stderr, tiny_run_args, train, train_command};
+use common::{
+    assert_success, cifar_dir, read_run, set_arg, stderr, tiny_run_args, train, train_command,
+};
 use kaiming_train::monitor::MonitorLog;
 
 fn tensorboard_python() -> Option<PathBuf> {
@@ -63,7 +65,8 @@ fn tensorboard_reads_back_metrics_and_monitor_also_after_a_crash_and_resume() {
     let data = data.to_str().unwrap();
     let cwd = tempfile::tempdir().unwrap();
     let mut args = tiny_run_args(data, "board", "2");
-    args.extend(["--monitor-every", "4", "--checkpoint-every", "5"]);
+    args.extend(["--monitor-every", "4"]);
+    set_arg(&mut args, "--checkpoint-every", "5");
     let output = train_command(cwd.path(), &args)
         .env("KAIMING_FAULT", "after-step@13")
         .output()
