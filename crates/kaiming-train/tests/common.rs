@@ -7,12 +7,34 @@ use std::process::{Command, Output};
 use kaiming_train::metrics::{MetricRow, Metrics};
 use kaiming_train::summary::Summary;
 
-/// The real CIFAR-10 folder from `CIFAR10_DIR`, or `None` after printing why a test skips.
+/// The real CIFAR-10 folder from `CIFAR10_DIR`, or `None` after printing why a test skips;
+/// where `KAIMING_REQUIRE_DATA` is set (`.ci/run` sets it), a missing folder fails the test.
 pub fn cifar_dir(test: &str) -> Option<PathBuf> {
     match std::env::var_os("CIFAR10_DIR").map(PathBuf::from) {
         Some(dir) if dir.join("data_batch_1.bin").is_file() => Some(dir),
         _ => {
-            eprintln!("skipping {test}: CIFAR10_DIR does not name the cifar-10-batches-bin folder");
+            let why = "CIFAR10_DIR does not name the cifar-10-batches-bin folder";
+            assert!(
+                std::env::var_os("KAIMING_REQUIRE_DATA").is_none(),
+                "{test}: {why}, and KAIMING_REQUIRE_DATA requires it"
+            );
+            eprintln!("skipping {test}: {why}");
+            None
+        }
+    }
+}
+
+/// torchvision's fixture folder from `TORCHVISION_FIXTURES`, as [`cifar_dir`] the data.
+pub fn torchvision_fixtures(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("TORCHVISION_FIXTURES").map(PathBuf::from) {
+        Some(dir) if dir.join("resnet-basic-1111.pth").is_file() => Some(dir),
+        _ => {
+            let why = "TORCHVISION_FIXTURES does not name the torchvision fixture folder";
+            assert!(
+                std::env::var_os("KAIMING_REQUIRE_DATA").is_none(),
+                "{test}: {why}, and KAIMING_REQUIRE_DATA requires it"
+            );
+            eprintln!("skipping {test}: {why}");
             None
         }
     }

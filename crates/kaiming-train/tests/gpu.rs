@@ -269,8 +269,7 @@ fn a_gpu_run_writes_the_cpu_run_folder() {
 
 #[test]
 fn torchvision_weights_give_torchvisions_logits_and_features_on_the_gpu_backends() {
-    let Some(dir) = std::env::var_os("TORCHVISION_FIXTURES").map(std::path::PathBuf::from) else {
-        eprintln!("skipping the GPU torchvision test: TORCHVISION_FIXTURES is not set");
+    let Some(dir) = common::torchvision_fixtures("the GPU torchvision test") else {
         return;
     };
     for (backend, device) in gpus() {

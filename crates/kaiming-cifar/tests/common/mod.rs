@@ -8,10 +8,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The real dataset named by `CIFAR10_DIR`, or `None` (with the reason printed) when the
-/// variable is unset; a variable naming a missing folder is a broken setup and fails.
+/// variable is unset; a variable naming a missing folder is a broken setup and fails, as an
+/// unset one does where `KAIMING_REQUIRE_DATA` is set (`.ci/run` sets it).
 pub fn real_data_dir() -> Option<PathBuf> {
     match std::env::var_os("CIFAR10_DIR").filter(|v| !v.is_empty()) {
         None => {
+            assert!(
+                std::env::var_os("KAIMING_REQUIRE_DATA").is_none(),
+                "CIFAR10_DIR is not set, and KAIMING_REQUIRE_DATA requires the real CIFAR-10 files"
+            );
             eprintln!("skipped: CIFAR10_DIR is not set, so the real CIFAR-10 files are absent");
             None
         }
