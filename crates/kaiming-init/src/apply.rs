@@ -80,7 +80,10 @@ impl Reinit<'_> {
         shape: &[usize],
     ) -> Decision {
         let param_path = format!("{layer_path}.{name}");
-        let rule = self.plan.scheme_for(kind, &param_path);
+        let (rule, scale) = match self.plan.scheme_for(kind, &param_path) {
+            Some((scheme, scale)) => (Some(scheme), scale),
+            None => (None, 1.0),
+        };
         if kind.is_norm() {
             let default = match name {
                 "gamma" => 1.0,
@@ -91,7 +94,7 @@ impl Reinit<'_> {
                 _ => return Decision::keep(None),
             };
             return match rule.unwrap_or(Scheme::Constant(default)) {
-                Scheme::Constant(value) => constant(value, None),
+                Scheme::Constant(value) => constant(value * scale, None),
                 scheme => {
                     self.error.get_or_insert(InitError::NoFans {
                         path: param_path,
@@ -104,13 +107,26 @@ impl Reinit<'_> {
         }
 
         let scheme = rule.unwrap_or(self.plan.weights);
+        // The report names a rescaled scheme with its factor: `he × 0.1361`.
+        let named = |scheme: String| {
+            if scale == 1.0 {
+                scheme
+            } else {
+                format!("{scheme} × {scale:.4}")
+            }
+        };
         match name {
             "weight" => match Fans::of(kind, shape) {
                 Some(fans) => {
                     self.layer_fans = Some((layer_path.to_string(), fans));
+                    let fill = scheme.weight_fill(fans).scaled(scale);
+                    let init = match fill {
+                        Fill::Constant(value) => Scheme::Constant(value).to_string(),
+                        _ => named(scheme.to_string()),
+                    };
                     Decision {
-                        fill: Some(scheme.weight_fill(fans)),
-                        init: scheme.to_string(),
+                        fill: Some(fill),
+                        init,
                         fans: Some(fans),
                     }
                 }
@@ -118,10 +134,10 @@ impl Reinit<'_> {
             },
             "bias" => match &self.layer_fans {
                 Some((path, fans)) if path == layer_path => {
-                    let fill = scheme.bias_fill(*fans);
+                    let fill = scheme.bias_fill(*fans).scaled(scale);
                     let init = match fill {
                         Fill::Constant(value) => Scheme::Constant(value).to_string(),
-                        _ => scheme.to_string(),
+                        _ => named(scheme.to_string()),
                     };
                     Decision {
                         fill: Some(fill),

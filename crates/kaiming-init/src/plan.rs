@@ -26,6 +26,18 @@ pub struct Rule {
     pub target: Target,
     /// The scheme they get. On a norm layer's γ or β only a constant is meaningful.
     pub scheme: Scheme,
+    /// A factor on every value the scheme gives (its standard deviation, orthogonal gain or
+    /// constant): 1 but where a method rescales a scheme, as Fixup scales He by L^(−1/(2m−2)).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(scale: &f64) -> bool {
+    *scale == 1.0
 }
 
 impl Rule {
@@ -34,6 +46,7 @@ impl Rule {
         Rule {
             target: Target::Layer(kind),
             scheme,
+            scale: 1.0,
         }
     }
 
@@ -43,7 +56,14 @@ impl Rule {
         Rule {
             target: Target::Path(pattern.into()),
             scheme,
+            scale: 1.0,
         }
+    }
+
+    /// The rule with what its scheme gives multiplied by `factor`.
+    pub fn scaled(mut self, factor: f64) -> Self {
+        self.scale *= factor;
+        self
     }
 
     fn matches(&self, kind: LayerKind, param_path: &str) -> bool {
@@ -105,12 +125,12 @@ impl InitPlan {
         self
     }
 
-    /// The scheme for a parameter of a layer: the last matching rule's, else `default`.
-    pub(crate) fn scheme_for(&self, kind: LayerKind, param_path: &str) -> Option<Scheme> {
+    /// The scheme and scale for a parameter of a layer: the last matching rule's, if any.
+    pub(crate) fn scheme_for(&self, kind: LayerKind, param_path: &str) -> Option<(Scheme, f64)> {
         self.rules
             .iter()
             .rev()
             .find(|rule| rule.matches(kind, param_path))
-            .map(|rule| rule.scheme)
+            .map(|rule| (rule.scheme, rule.scale))
     }
 }

@@ -127,6 +127,20 @@ impl Fill {
         }
     }
 
+    /// The fill with every value multiplied by `factor`.
+    pub fn scaled(self, factor: f64) -> Fill {
+        match self {
+            Fill::Random { distribution, std } => Fill::Random {
+                distribution,
+                std: std * factor,
+            },
+            Fill::Orthogonal { gain } => Fill::Orthogonal {
+                gain: gain * factor,
+            },
+            Fill::Constant(value) => Fill::Constant(value * factor),
+        }
+    }
+
     /// The standard deviation of the values, where it is set by the fill.
     pub fn std(&self) -> Option<f64> {
         match *self {

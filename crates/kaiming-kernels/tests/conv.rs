@@ -73,6 +73,10 @@ fn choices() -> Vec<ConvChoice> {
                 algorithm: ConvAlgorithm::Direct,
                 isa: Some(isa),
             });
+        } else {
+            // Said on every check, so a log from a machine without it cannot be mistaken for
+            // one where these kernels ran.
+            eprintln!("not tested here: the direct kernels on {isa:?}, which this CPU lacks");
         }
     }
     choices

@@ -68,6 +68,8 @@ fn other_cases_go_to_burn() {
     let half = a.clone().cast(DType::F16);
     let out = add_relu(half.clone(), half.clone());
     assert_eq!(out.dtype(), DType::F16);
+    out.to_data()
+        .assert_eq(&relu(half.clone() + half).to_data(), true);
     // Switched off.
     with_burn_path(|| {
         add_relu(a.clone(), a.clone())

@@ -2,18 +2,22 @@
 //!
 //! Each block reads like its diagram: conv → norm → relu → conv → norm → (+ shortcut) → relu.
 //! Without a shortcut the same block is the "plain" layer pair of the paper's plain baselines.
+//! With a [`Branch`] other than the standard one, Fixup's scalar biases and the branch's
+//! multiplier join the diagram where the paper's code puts them (see [`crate::branch`]).
 
 use std::fmt;
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::branch::{Branch, add_bias, apply_scale, scalar};
 use crate::norm::{Norm, apply_norm, conv, norm_layer, norm_relu};
+use crate::observe;
 use crate::shortcut::{Shortcut, ShortcutKind};
 
 /// Which block a network is made of.
@@ -31,6 +35,14 @@ impl BlockKind {
         match self {
             BlockKind::Basic => width,
             BlockKind::Bottleneck => width * Bottleneck::EXPANSION,
+        }
+    }
+
+    /// Weight layers on the residual branch (Fixup's m).
+    pub fn weight_layers(self) -> usize {
+        match self {
+            BlockKind::Basic => 2,
+            BlockKind::Bottleneck => 3,
         }
     }
 
@@ -74,6 +86,9 @@ pub struct BlockConfig {
     /// With `false` the block has no shortcut at all: the plain twin.
     #[config(default = true)]
     pub residual: bool,
+    /// How the residual branch joins the shortcut (ignored without one).
+    #[config(default = "Branch::Standard")]
+    pub branch: Branch,
 }
 
 impl BlockConfig {
@@ -89,6 +104,26 @@ impl BlockConfig {
             BlockKind::Basic => Block::Basic(BasicBlock::new(self, device)),
             BlockKind::Bottleneck => Block::Bottleneck(Bottleneck::new(self, device)),
         }
+    }
+
+    /// The branch as built: the standard one in a plain block, which has no shortcut to join.
+    fn branch(&self) -> Branch {
+        if self.residual {
+            self.branch
+        } else {
+            Branch::Standard
+        }
+    }
+
+    /// One of Fixup's scalar biases (0), where the branch has them.
+    fn bias(&self, device: &Device) -> Option<Param<Tensor<1>>> {
+        scalar(self.branch().biases(), 0.0, device)
+    }
+
+    /// The branch multiplier, where the branch has one.
+    fn scale(&self, device: &Device) -> Option<Param<Tensor<1>>> {
+        let value = self.branch().scale();
+        scalar(value.is_some(), value.unwrap_or_default(), device)
     }
 
     fn shortcut(&self, device: &Device) -> Option<Shortcut> {
@@ -128,9 +163,19 @@ impl Block {
     }
 }
 
-/// Adds the shortcut (if any) to the residual branch and applies the closing relu.
-fn close(branch: Tensor<4>, shortcut: &Option<Shortcut>, x: Tensor<4>) -> Tensor<4> {
+/// Adds the shortcut (if any) to the residual branch and applies the closing relu. A projection
+/// reads the input with the branch's first bias added, as Fixup's code does (`bias1a`, absent
+/// or 0 at init otherwise).
+fn close(
+    branch: Tensor<4>,
+    shortcut: &Option<Shortcut>,
+    x: Tensor<4>,
+    bias1a: &Option<Param<Tensor<1>>>,
+) -> Tensor<4> {
     match shortcut {
+        Some(shortcut @ Shortcut::Projection(_)) => {
+            kaiming_kernels::add_relu(branch, shortcut.forward(add_bias(bias1a, x)))
+        }
         Some(shortcut) => kaiming_kernels::add_relu(branch, shortcut.forward(x)),
         None => relu(branch),
     }
@@ -149,6 +194,16 @@ pub struct BasicBlock {
     pub bn2: Option<BatchNorm>,
     /// The shortcut; `None` in a plain network.
     pub shortcut: Option<Shortcut>,
+    /// Fixup: the scalar bias before `conv1` (and before a projection shortcut).
+    pub bias1a: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias before the first ReLU.
+    pub bias1b: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias before `conv2`.
+    pub bias2a: Option<Param<Tensor<1>>>,
+    /// The branch multiplier: Fixup's `scale` (1 at init) or SkipInit's α (0 at init).
+    pub scale: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias after the multiplier, closing the branch.
+    pub bias2b: Option<Param<Tensor<1>>>,
 }
 
 impl BasicBlock {
@@ -160,14 +215,24 @@ impl BasicBlock {
             conv2: conv(c_out, c_out, 3, 1, norm, device),
             bn2: norm_layer(c_out, norm, device),
             shortcut: config.shortcut(device),
+            bias1a: config.bias(device),
+            bias1b: config.bias(device),
+            bias2a: config.bias(device),
+            scale: config.scale(device),
+            bias2b: config.bias(device),
         }
     }
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = norm_relu(&self.bn1, kaiming_kernels::conv2d(&self.conv1, x.clone()));
-        let out = apply_norm(&self.bn2, kaiming_kernels::conv2d(&self.conv2, out));
-        close(out, &self.shortcut, x)
+        let out = observe::conv2d(&self.conv1, add_bias(&self.bias1a, x.clone()));
+        let out = norm_relu(&self.bn1, add_bias(&self.bias1b, out));
+        let out = observe::conv2d(&self.conv2, add_bias(&self.bias2a, out));
+        let out = add_bias(
+            &self.bias2b,
+            apply_scale(&self.scale, apply_norm(&self.bn2, out)),
+        );
+        close(out, &self.shortcut, x, &self.bias1a)
     }
 }
 
@@ -191,6 +256,20 @@ pub struct Bottleneck {
     pub bn3: Option<BatchNorm>,
     /// The shortcut; `None` in a plain network.
     pub shortcut: Option<Shortcut>,
+    /// Fixup: the scalar bias before `conv1` (and before a projection shortcut).
+    pub bias1a: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias before the first ReLU.
+    pub bias1b: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias before `conv2`.
+    pub bias2a: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias before the second ReLU.
+    pub bias2b: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias before `conv3`.
+    pub bias3a: Option<Param<Tensor<1>>>,
+    /// The branch multiplier: Fixup's `scale` (1 at init) or SkipInit's α (0 at init).
+    pub scale: Option<Param<Tensor<1>>>,
+    /// Fixup: the scalar bias after the multiplier, closing the branch.
+    pub bias3b: Option<Param<Tensor<1>>>,
 }
 
 impl Bottleneck {
@@ -208,14 +287,27 @@ impl Bottleneck {
             conv3: conv(width, c_out, 1, 1, norm, device),
             bn3: norm_layer(c_out, norm, device),
             shortcut: config.shortcut(device),
+            bias1a: config.bias(device),
+            bias1b: config.bias(device),
+            bias2a: config.bias(device),
+            bias2b: config.bias(device),
+            bias3a: config.bias(device),
+            scale: config.scale(device),
+            bias3b: config.bias(device),
         }
     }
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = norm_relu(&self.bn1, kaiming_kernels::conv2d(&self.conv1, x.clone()));
-        let out = norm_relu(&self.bn2, kaiming_kernels::conv2d(&self.conv2, out));
-        let out = apply_norm(&self.bn3, kaiming_kernels::conv2d(&self.conv3, out));
-        close(out, &self.shortcut, x)
+        let out = observe::conv2d(&self.conv1, add_bias(&self.bias1a, x.clone()));
+        let out = norm_relu(&self.bn1, add_bias(&self.bias1b, out));
+        let out = observe::conv2d(&self.conv2, add_bias(&self.bias2a, out));
+        let out = norm_relu(&self.bn2, add_bias(&self.bias2b, out));
+        let out = observe::conv2d(&self.conv3, add_bias(&self.bias3a, out));
+        let out = add_bias(
+            &self.bias3b,
+            apply_scale(&self.scale, apply_norm(&self.bn3, out)),
+        );
+        close(out, &self.shortcut, x, &self.bias1a)
     }
 }

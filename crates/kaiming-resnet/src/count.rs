@@ -104,6 +104,9 @@ impl Counter {
             projection.conv_norm(config.out_channels(), 1, config.stride, norm);
             self.add_branch(projection);
         }
+        if config.residual {
+            self.total.params += config.branch.scalars_per_block(config.kind.weight_layers());
+        }
     }
 }
 
@@ -125,6 +128,8 @@ impl ResNetConfig {
             }
         }
         counter.classifier(self.num_classes);
+        // Fixup's scalar bias before the classifier.
+        counter.total.params += usize::from(self.residual && self.branch.biases());
         counter.total
     }
 

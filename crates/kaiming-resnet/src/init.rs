@@ -5,6 +5,8 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use kaiming_init::{InitError, InitPlan, InitReport, Rule, Scheme};
 
+use crate::block::BlockKind;
+use crate::branch::Branch;
 use crate::norm::Norm;
 use crate::plain::{PlainCnn, PlainCnnConfig};
 use crate::resnet::{ResNet, ResNetConfig};
@@ -63,18 +65,46 @@ impl ResNetConfig {
         self.init_plan(plan).apply(self.build(device), seed)
     }
 
-    /// `plan` with this configuration's own rule added: with `zero_init_residual`, a zero γ for
-    /// the norm closing every residual branch (`*.bn2.gamma` in basic blocks, `*.bn3.gamma` in
-    /// bottlenecks). Nets without shortcuts or norms are left alone: there the rule would cut
-    /// the signal instead of making blocks start as identities.
+    /// `plan` with this configuration's own rules added:
+    ///
+    /// - with `zero_init_residual`, a zero γ for the norm closing every residual branch
+    ///   (`*.bn2.gamma` in basic blocks, `*.bn3.gamma` in bottlenecks). Nets without shortcuts
+    ///   or norms are left alone: there the rule would cut the signal instead of making blocks
+    ///   start as identities;
+    /// - with the Fixup branch, Fixup's initialisation (Zhang et al. 2019, §3): the last
+    ///   convolution of every branch and the classifier at zero, the branch's other convolutions
+    ///   with `plan`'s scheme (He in the paper) scaled by L^(−1/(2m−2)) for L branches of m
+    ///   layers ([`fixup_scale`](Self::fixup_scale)); the stem and projection shortcuts keep
+    ///   `plan`'s scheme.
     pub fn init_plan(&self, plan: &InitPlan) -> InitPlan {
-        let plan = plan.clone();
+        let mut plan = plan.clone();
         if self.zero_init_residual && self.residual && self.norm == Norm::Batch {
             let last = self.block.last_norm();
-            plan.with_rule(Rule::path(format!("*.{last}.gamma"), Scheme::zeros()))
-        } else {
-            plan
+            plan = plan.with_rule(Rule::path(format!("*.{last}.gamma"), Scheme::zeros()));
         }
+        if self.branch == Branch::Fixup {
+            let (scaled, last): (&[&str], &str) = match self.block {
+                BlockKind::Basic => (&["conv1"], "conv2"),
+                BlockKind::Bottleneck => (&["conv1", "conv2"], "conv3"),
+            };
+            let base = plan.weights;
+            for conv in scaled {
+                plan = plan.with_rule(
+                    Rule::path(format!("*.blocks.*.{conv}"), base).scaled(self.fixup_scale()),
+                );
+            }
+            plan = plan
+                .with_rule(Rule::path(format!("*.blocks.*.{last}"), Scheme::zeros()))
+                .with_rule(Rule::path("*fc", Scheme::zeros()));
+        }
+        plan
+    }
+
+    /// Fixup's factor on the initial weights of a branch's inner layers: L^(−1/(2m−2)), with L
+    /// residual branches of m weight layers (basic blocks: L^(−1/2); bottlenecks: L^(−1/4)).
+    pub fn fixup_scale(&self) -> f64 {
+        let (branches, layers) = (self.branches() as f64, self.branch_layers() as f64);
+        branches.powf(-1.0 / (2.0 * layers - 2.0))
     }
 }
 

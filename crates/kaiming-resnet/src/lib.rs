@@ -88,11 +88,14 @@
 //! ```
 
 pub mod block;
+pub mod branch;
 mod cifar;
 pub mod count;
 pub mod error;
 pub mod init;
+pub mod lsuv;
 pub mod norm;
+mod observe;
 pub mod plain;
 pub mod resnet;
 pub mod shortcut;
@@ -104,9 +107,11 @@ pub mod torchvision;
 use burn::tensor::Tensor;
 
 pub use block::{BasicBlock, Block, BlockConfig, BlockKind, Bottleneck};
+pub use branch::Branch;
 pub use count::Complexity;
 pub use error::ModelError;
 pub use init::seed_from_device;
+pub use lsuv::{LsuvConfig, LsuvLayer, LsuvReport};
 pub use norm::Norm;
 pub use plain::{PlainCnn, PlainCnnConfig, PlainLayer, PlainLayerShape};
 pub use resnet::{ResNet, ResNetConfig};
@@ -116,6 +121,7 @@ pub use stage::{Stage, StageConfig};
 pub use stem::{Stem, StemKind};
 pub use torchvision::{
     LoadOptions, LoadReport, WeightsError, classifier_classes, export_weights, load_weights,
+    weights_metadata,
 };
 
 /// Named activations in forward order, as `forward_trace` returns them: `(name, [b, c, h, w])`.

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::ModelError;
 use crate::norm::{Norm, conv, norm_layer, norm_relu};
+use crate::observe;
 use crate::resnet::global_avg_pool;
 use crate::{Hook, Trace};
 
@@ -139,7 +140,7 @@ pub struct PlainLayer {
 impl PlainLayer {
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        norm_relu(&self.bn, kaiming_kernels::conv2d(&self.conv, x))
+        norm_relu(&self.bn, observe::conv2d(&self.conv, x))
     }
 }
 
@@ -155,7 +156,7 @@ pub struct PlainCnn {
 impl PlainCnn {
     /// Logits `[batch, num_classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.forward_features(x))
+        observe::linear(&self.fc, self.forward_features(x))
     }
 
     /// Globally average-pooled features `[batch, feature_channels]`.
@@ -173,6 +174,6 @@ impl PlainCnn {
         let x = self.layers.iter().enumerate().fold(x, |x, (index, layer)| {
             hook(&format!("layers.{index}"), layer.forward(x))
         });
-        self.fc.forward(global_avg_pool(x))
+        observe::linear(&self.fc, global_avg_pool(x))
     }
 }

@@ -2,13 +2,15 @@
 //! blocks per stage, widths) is the configuration, and the named constructors are its rows.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::block::BlockKind;
+use crate::branch::{Branch, add_bias, scalar};
 use crate::error::ModelError;
 use crate::norm::Norm;
+use crate::observe;
 use crate::shortcut::ShortcutKind;
 use crate::stage::{Stage, StageConfig};
 use crate::stem::{Stem, StemKind};
@@ -52,6 +54,10 @@ pub struct ResNetConfig {
     /// plain net it would cut the signal.
     #[config(default = false)]
     pub zero_init_residual: bool,
+    /// How residual branches join their shortcuts: standard, SkipInit or Fixup (see
+    /// [`crate::branch`]); the latter two need shortcuts, and Fixup replaces normalisation.
+    #[config(default = "Branch::Standard")]
+    pub branch: Branch,
 }
 
 impl ResNetConfig {
@@ -118,11 +124,7 @@ impl ResNetConfig {
     /// Weight layers on the longest path: stem, the block convolutions and the classifier (the
     /// "depth" in a ResNet's name).
     pub fn depth(&self) -> usize {
-        let per_block = match self.block {
-            BlockKind::Basic => 2,
-            BlockKind::Bottleneck => 3,
-        };
-        2 + per_block * self.layers.iter().sum::<usize>()
+        2 + self.branch_layers() * self.branches()
     }
 
     /// The settings of stage `index`.
@@ -141,6 +143,17 @@ impl ResNetConfig {
         .with_norm(self.norm)
         .with_shortcut(self.shortcut)
         .with_residual(self.residual)
+        .with_branch(self.branch)
+    }
+
+    /// Residual branches: Fixup's L.
+    pub fn branches(&self) -> usize {
+        self.layers.iter().sum()
+    }
+
+    /// Weight layers per residual branch: Fixup's m.
+    pub fn branch_layers(&self) -> usize {
+        self.block.weight_layers()
     }
 
     /// Checks that the parts fit together.
@@ -165,6 +178,18 @@ impl ResNetConfig {
         if self.shortcut == ShortcutKind::A && shrinks {
             return invalid("option A shortcuts cannot reduce the channel count".into());
         }
+        if self.branch != Branch::Standard && !self.residual {
+            return invalid(format!(
+                "{} scales residual branches, and a plain net has none",
+                self.branch
+            ));
+        }
+        if self.branch == Branch::Fixup && self.norm != Norm::None {
+            return invalid(
+                "Fixup replaces normalisation: use it with norm = none (SkipInit works with both)"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -185,6 +210,7 @@ impl ResNetConfig {
                 .map(|index| self.stage(index).init(device))
                 .collect(),
             fc: LinearConfig::new(self.feature_channels(), self.num_classes).init(device),
+            fc_bias: scalar(self.branch.biases(), 0.0, device),
         }
     }
 }
@@ -198,12 +224,19 @@ pub struct ResNet {
     pub stages: Vec<Stage>,
     /// The classifier.
     pub fc: Linear,
+    /// Fixup: the scalar bias added to the pooled features before the classifier.
+    pub fc_bias: Option<Param<Tensor<1>>>,
 }
 
 impl ResNet {
     /// Logits `[batch, num_classes]` for images `[batch, channels, height, width]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.forward_features(x))
+        self.classify(self.forward_features(x))
+    }
+
+    /// The classifier on pooled features.
+    fn classify(&self, features: Tensor<2>) -> Tensor<2> {
+        observe::linear(&self.fc, add_bias(&self.fc_bias, features))
     }
 
     /// Globally average-pooled features `[batch, feature_channels]`, for other heads.
@@ -225,7 +258,7 @@ impl ResNet {
         let x = self.stages.iter().enumerate().fold(x, |x, (index, stage)| {
             stage.forward_hooked(x, &format!("stages.{index}"), hook)
         });
-        self.fc.forward(global_avg_pool(x))
+        self.classify(global_avg_pool(x))
     }
 }
 

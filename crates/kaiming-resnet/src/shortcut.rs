@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 use crate::norm::{Norm, apply_norm, conv, norm_layer};
+use crate::observe;
 
 /// How a residual block crosses a change of shape (He et al. 2016, §3.3). Where the shape does not
 /// change, every option uses the identity.
@@ -178,6 +179,6 @@ impl Projection {
 
     /// Projects `x` to the branch's shape.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        apply_norm(&self.bn, kaiming_kernels::conv2d(&self.conv, x))
+        apply_norm(&self.bn, observe::conv2d(&self.conv, x))
     }
 }

@@ -9,6 +9,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::branch::Branch;
 use crate::error::ModelError;
 use crate::norm::Norm;
 use crate::plain::{PlainCnn, PlainCnnConfig};
@@ -152,6 +153,10 @@ pub struct ModelConfig {
     /// [`ResNetConfig::zero_init_residual`]); ignored by networks without shortcuts.
     #[config(default = false)]
     pub zero_init_residual: bool,
+    /// How residual branches join their shortcuts (see [`ResNetConfig::branch`]); refused by
+    /// [`validate`](Self::validate) on networks without shortcuts.
+    #[config(default = "Branch::Standard")]
+    pub branch: Branch,
 }
 
 /// The configuration of one family, as [`ModelConfig::family`] resolves it.
@@ -171,7 +176,8 @@ impl ModelConfig {
                 .with_num_classes(self.num_classes)
                 .with_norm(self.norm)
                 .with_residual(residual)
-                .with_zero_init_residual(self.zero_init_residual);
+                .with_zero_init_residual(self.zero_init_residual)
+                .with_branch(self.branch);
             let config = match self.shortcut {
                 Some(shortcut) => config.with_shortcut(shortcut),
                 None => config,
@@ -204,6 +210,12 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), ModelError> {
         match self.family() {
             FamilyConfig::ResNet(config) => config.validate(),
+            FamilyConfig::PlainCnn(_) if self.branch != Branch::Standard => {
+                Err(ModelError::Invalid(format!(
+                    "{} scales residual branches, and plaincnn has none",
+                    self.branch
+                )))
+            }
             FamilyConfig::PlainCnn(config) => config.validate(),
         }
     }

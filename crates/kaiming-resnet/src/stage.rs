@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::Hook;
 use crate::block::{Block, BlockConfig, BlockKind};
+use crate::branch::Branch;
 use crate::norm::Norm;
 use crate::shortcut::ShortcutKind;
 
@@ -33,6 +34,9 @@ pub struct StageConfig {
     /// With `false`, blocks without shortcuts: the plain twin.
     #[config(default = true)]
     pub residual: bool,
+    /// How each block's residual branch joins its shortcut.
+    #[config(default = "Branch::Standard")]
+    pub branch: Branch,
 }
 
 impl StageConfig {
@@ -52,6 +56,7 @@ impl StageConfig {
             .with_norm(self.norm)
             .with_shortcut(self.shortcut)
             .with_residual(self.residual)
+            .with_branch(self.branch)
     }
 
     /// Builds the stage with burn's layer defaults; the model's initialisation plan replaces them.

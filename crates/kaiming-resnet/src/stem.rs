@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 use crate::norm::{Norm, conv, norm_layer, norm_relu};
+use crate::observe;
 
 /// Which stem a ResNet starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -93,7 +94,7 @@ pub struct Stem {
 impl Stem {
     /// Runs the stem.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = norm_relu(&self.bn, kaiming_kernels::conv2d(&self.conv, x));
+        let x = norm_relu(&self.bn, observe::conv2d(&self.conv, x));
         match &self.pool {
             Some(pool) => pool.forward(x),
             None => x,

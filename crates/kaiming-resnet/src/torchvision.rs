@@ -270,8 +270,14 @@ pub fn classifier_classes(path: &Path) -> Result<usize, WeightsError> {
 /// that `torchvision.models.resnet18(num_classes=…).load_state_dict(load_file(path),
 /// strict=True)` takes it. Every batch norm also gets the `num_batches_tracked` torchvision
 /// keeps (0: this crate does not count them; PyTorch uses it only with `momentum=None`).
-/// Written to a temporary file and renamed, so a reader never sees half a file.
-pub fn export_weights(model: &Model, path: &Path) -> Result<(), WeightsError> {
+/// `metadata` goes into the file's header beside `format = pt` (safetensors' string map, which
+/// `safe_open(path, "pt").metadata()` reads in Python), e.g. the input normalisation the model
+/// was trained with. Written to a temporary file and renamed, so a reader never sees half a file.
+pub fn export_weights(
+    model: &Model,
+    path: &Path,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), WeightsError> {
     let io = |source| WeightsError::Io {
         path: path.to_path_buf(),
         source,
@@ -316,14 +322,37 @@ pub fn export_weights(model: &Model, path: &Path) -> Result<(), WeightsError> {
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let data = safetensors::serialize(views, Some(metadata)).map_err(|e| WeightsError::Format {
+    let mut header: HashMap<String, String> = metadata.clone().into_iter().collect();
+    header.insert("format".to_string(), "pt".to_string());
+    let data = safetensors::serialize(views, Some(header)).map_err(|e| WeightsError::Format {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     let staged = path.with_extension("safetensors.partial");
     std::fs::write(&staged, data).map_err(io)?;
     std::fs::rename(&staged, path).map_err(io)
+}
+
+/// The string metadata in a `.safetensors` file's header (empty for a file without any, and for
+/// `.pth` files, which have no such map).
+pub fn weights_metadata(path: &Path) -> Result<BTreeMap<String, String>, WeightsError> {
+    if Kind::of(path)? == Kind::Pytorch {
+        return Ok(BTreeMap::new());
+    }
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Format {
+        path: path.to_path_buf(),
+        reason: format!("not a valid safetensors file: {e}"),
+    })?;
+    Ok(metadata
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
 }
 
 /// The file kinds read, by extension.

@@ -174,18 +174,38 @@ fn forward_trace_names_every_block_in_order() {
     );
 }
 
+/// The deepest models' logits through the kernels equal those through burn's own operations
+/// (each layer of both paths is tested against burn elsewhere; this checks the whole chain of
+/// 152 and 110 layers, where a wrong stage or block count would also change the shape).
 #[test]
 fn deep_models_run_a_forward_pass() {
     let device = Device::flex();
-    let resnet152 = model("resnet152").with_num_classes(1000).init(&device);
-    let logits = resnet152.forward(images(1, 64, &device));
-    assert_eq!(logits.dims(), [1, 1000]);
-    assert!(logits.is_finite().all().into_scalar::<bool>());
-
-    let resnet110 = model("resnet110").init(&device);
-    let logits = resnet110.forward(images(2, 32, &device));
-    assert_eq!(logits.dims(), [2, 10]);
-    assert!(logits.is_finite().all().into_scalar::<bool>());
+    for (name, classes, side, batch) in [("resnet152", 1000, 64, 1), ("resnet110", 10, 32, 2)] {
+        let net = model(name).with_num_classes(classes).init(&device);
+        let x = images(batch, side, &device);
+        let logits = net.forward(x.clone());
+        assert_eq!(logits.dims(), [batch, classes]);
+        let burns = kaiming_kernels::with_burn_path(|| net.forward(x));
+        let (ours, burns) = (
+            logits.to_data().try_to_vec::<f32>().unwrap(),
+            burns.to_data().try_to_vec::<f32>().unwrap(),
+        );
+        let diff: f32 = ours
+            .iter()
+            .zip(&burns)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        let norm: f32 = burns.iter().map(|b| b * b).sum();
+        assert!(
+            norm > 0.0 && ours.iter().all(|v| v.is_finite()),
+            "{name}: {ours:?}"
+        );
+        assert!(
+            diff.sqrt() <= 1e-4 * norm.sqrt(),
+            "{name}: logits off burn's by {:e} relative",
+            (diff / norm).sqrt()
+        );
+    }
 }
 
 #[test]

@@ -93,6 +93,33 @@ fn gradient_error(a: &Grads, b: &Grads) -> f64 {
     norm(a.iter().zip(&b).map(|(a, b)| a - b)) / norm(b.iter().copied())
 }
 
+/// Each parameter's gradient against burn's on its own, so a wrong gradient in a small tensor
+/// (a batch norm's β, the classifier's bias) cannot hide in the norm of the large ones. Each
+/// is held to the yardstick of the module doc, taken for that parameter and for the whole
+/// gradient, whichever is larger: a ReLU flip moves a parameter's gradient by a share of its
+/// own norm, as the perturbation shows, and no more than it moves the whole.
+fn assert_each_gradient(config: &ModelConfig, ours: &Grads, burns: &Grads, perturbed: &Grads) {
+    let whole = gradient_error(perturbed, burns);
+    let mut worst = (0.0, String::new());
+    for (path, burn) in burns {
+        let error = relative_error(&ours[path], burn);
+        let yardstick = relative_error(&perturbed[path], burn).max(whole);
+        let bound = 1e-4f64.max(3.0 * yardstick);
+        assert!(
+            error <= bound,
+            "{config}: the gradient of {path} is off by {error:e} of its norm, over {bound:e} \
+             (burn against itself: {yardstick:e})"
+        );
+        if error / bound > worst.0 {
+            worst = (error / bound, path.clone());
+        }
+    }
+    eprintln!(
+        "{config}: every parameter's gradient within its bound, the closest {} at {:.2} of it",
+        worst.1, worst.0
+    );
+}
+
 fn compare(config: ModelConfig, batch: usize) {
     let device = Device::flex().autodiff();
     device.seed(7);
@@ -117,6 +144,7 @@ fn compare(config: ModelConfig, batch: usize) {
         error <= 1e-4f64.max(2.0 * yardstick),
         "{config}: gradient off by {error:e} of its norm; burn against itself: {yardstick:e}"
     );
+    assert_each_gradient(&config, &grads, &burn_grads, &perturbed_grads);
 
     // Evaluation, on flex without autodiff.
     let inference = Device::flex();

@@ -2,6 +2,7 @@
 //! through `TORCHVISION_FIXTURES`): the same outputs from the same weights, export and load bit
 //! for bit, clear errors for files that do not fit, and hostile files refused without a panic.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use kaiming_init::{InitPlan, Scheme};
 use kaiming_resnet::{
     BlockKind, LoadOptions, Model, ResNetConfig, WeightsError, export_weights, load_weights,
+    weights_metadata,
 };
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
@@ -151,7 +153,7 @@ fn export_then_load_is_bit_identical_with_torchvisions_keys_and_shapes() {
         let (model, _) =
             load_weights(resnet(block, 10, &device), &pth, LoadOptions::default()).unwrap();
         let exported = out.path().join(format!("{name}.safetensors"));
-        export_weights(&model, &exported).unwrap();
+        export_weights(&model, &exported, &Default::default()).unwrap();
 
         let bytes = std::fs::read(&exported).unwrap();
         let file = SafeTensors::deserialize(&bytes).unwrap();
@@ -193,7 +195,7 @@ fn edited(
     edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
 ) {
     let plain = path.with_extension("plain.safetensors");
-    export_weights(model, &plain).unwrap();
+    export_weights(model, &plain, &Default::default()).unwrap();
     let bytes = std::fs::read(&plain).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
@@ -245,7 +247,12 @@ fn files_that_do_not_fit_name_the_key_and_a_1000_class_head_needs_the_opt_out() 
     );
 
     let imagenet = dir.path().join("imagenet-head.safetensors");
-    export_weights(&resnet(BlockKind::Basic, 1000, &device), &imagenet).unwrap();
+    export_weights(
+        &resnet(BlockKind::Basic, 1000, &device),
+        &imagenet,
+        &Default::default(),
+    )
+    .unwrap();
     let refused = load_weights(
         resnet(BlockKind::Basic, 10, &device),
         &imagenet,
@@ -362,7 +369,12 @@ fn hostile_files_are_refused_with_a_clear_error_and_nothing_runs() {
 
     // Exported and torchvision files cut short or with flipped bytes.
     let good = dir.path().join("good.safetensors");
-    export_weights(&resnet(BlockKind::Basic, 10, &device), &good).unwrap();
+    export_weights(
+        &resnet(BlockKind::Basic, 10, &device),
+        &good,
+        &Default::default(),
+    )
+    .unwrap();
     let mut files = vec![good];
     if let Some(fixtures) = fixtures("the hostile torchvision file test") {
         files.push(fixtures.join("resnet-basic-1111.pth"));
@@ -389,4 +401,21 @@ fn hostile_files_are_refused_with_a_clear_error_and_nothing_runs() {
             load(&path); // an error naming the file, or weights that still fit: never a panic
         }
     }
+}
+
+#[test]
+fn an_export_carries_its_metadata() {
+    let device = Device::flex();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("with-metadata.safetensors");
+    let metadata = BTreeMap::from([("input_mean".to_string(), "[0.5,0.25,0.125]".to_string())]);
+    export_weights(&resnet(BlockKind::Basic, 10, &device), &path, &metadata).unwrap();
+    let read = weights_metadata(&path).unwrap();
+    assert_eq!(read.get("input_mean"), metadata.get("input_mean"));
+    assert_eq!(read.get("format").map(String::as_str), Some("pt"));
+    // A .pth has no metadata map; a damaged header is an error naming the file.
+    assert!(weights_metadata(Path::new("any.pth")).unwrap().is_empty());
+    std::fs::write(&path, b"\x05\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let error = weights_metadata(&path).unwrap_err().to_string();
+    assert!(error.contains("with-metadata.safetensors"), "{error}");
 }

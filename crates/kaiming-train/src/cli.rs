@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use kaiming_init::Scheme;
-use kaiming_resnet::{ModelName, Norm, StemKind};
+use kaiming_resnet::{Branch, ModelName, Norm, StemKind};
 
 use crate::backend::Backend;
 use crate::checkpoint::CheckpointEvery;
@@ -254,6 +254,9 @@ pub struct EvalArgs {
     /// Normalisation of --model: batch or none
     #[arg(long, default_value = "batch")]
     pub norm: Norm,
+    /// Residual branches of --model: standard, skipinit or fixup
+    #[arg(long, default_value = "standard")]
+    pub residual: Branch,
     /// Weight layers of --model plaincnn
     #[arg(long, default_value_t = 30)]
     pub depth: usize,
@@ -308,6 +311,11 @@ pub struct ProbeArgs {
     /// Normalisation (none shows the init's effect undiluted)
     #[arg(long, default_value = "none")]
     pub norm: Norm,
+    /// Residual branches, comma-separated, each probed with every --init: standard, skipinit,
+    /// fixup (e.g. --model resnet110 --norm none --residual standard,fixup: He's growth
+    /// against Fixup's flat signal)
+    #[arg(long, value_delimiter = ',', default_value = "standard")]
+    pub residual: Vec<Branch>,
     /// Init schemes, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "he,xavier,torch-default")]
     pub init: Vec<Scheme>,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use kaiming_resnet::Norm;
+use kaiming_resnet::{Branch, Norm};
 
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
@@ -52,6 +52,9 @@ impl RunRecord {
             }
             if config.model.zero_init_residual {
                 name.push_str(" zero-init-residual");
+            }
+            if config.model.residual != Branch::Standard {
+                name.push_str(&format!(" {}", config.model.residual));
             }
             if config.precision != Precision::F32 {
                 name.push_str(&format!(" {}", config.precision));

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail, ensure};
 use clap::Args;
 use kaiming_init::Scheme;
-use kaiming_resnet::{ModelConfig, ModelName, Norm, StemKind};
+use kaiming_resnet::{Branch, LsuvConfig, ModelConfig, ModelName, Norm, StemKind};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
@@ -145,6 +145,21 @@ pub struct ModelArgs {
     /// Start every residual branch at zero: last BN γ of each block = 0 (Goyal et al. 2017)
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub zero_init_residual: Option<bool>,
+    /// Residual branches for deep nets without batch norm: standard (x + F(x)), skipinit
+    /// (x + α·F(x), α = 0 at init; De & Smith 2020) or fixup (zero-init last layers, scaled He,
+    /// scalar biases; Zhang et al. 2019, needs --norm none)
+    #[arg(long = "residual", value_name = "BRANCH")]
+    pub residual: Option<Branch>,
+    /// After --init, rescale each conv/linear layer from the input on until its output variance
+    /// on the first training batch is 1 (LSUV; Mishkin & Matas 2016); biases start at zero
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub lsuv: Option<bool>,
+    /// LSUV: how far from 1 a layer's output variance may stay
+    #[arg(long)]
+    pub lsuv_tolerance: Option<f64>,
+    /// LSUV: rescalings per layer at most
+    #[arg(long)]
+    pub lsuv_max_iterations: Option<usize>,
     /// Start from these weights (a torchvision state dict, .pth or .safetensors, or a `train
     /// export`) instead of --init; what the file does not provide (a head with another class
     /// count) gets --init
@@ -265,6 +280,19 @@ pub struct ModelSettings {
     pub norm: Norm,
     /// Zero-init the last BN γ of each residual branch.
     pub zero_init_residual: bool,
+    /// How residual branches join their shortcuts (absent in runs made before it existed:
+    /// standard).
+    #[serde(default)]
+    pub residual: Branch,
+    /// Whether LSUV follows the init (absent in runs made before it existed: no).
+    #[serde(default)]
+    pub lsuv: bool,
+    /// LSUV's tolerance on each layer's output variance.
+    #[serde(default = "lsuv_tolerance")]
+    pub lsuv_tolerance: f64,
+    /// LSUV's rescalings per layer at most.
+    #[serde(default = "lsuv_max_iterations")]
+    pub lsuv_max_iterations: usize,
     /// Weights the run starts from; `None` starts from `init`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<PathBuf>,
@@ -346,6 +374,10 @@ impl Default for ModelSettings {
             stem: StemKind::Cifar,
             norm: Norm::default(),
             zero_init_residual: false,
+            residual: Branch::Standard,
+            lsuv: false,
+            lsuv_tolerance: lsuv_tolerance(),
+            lsuv_max_iterations: lsuv_max_iterations(),
             weights: None,
         }
     }
@@ -386,6 +418,14 @@ impl Default for DataSettings {
     }
 }
 
+fn lsuv_tolerance() -> f64 {
+    LsuvConfig::new().tolerance
+}
+
+fn lsuv_max_iterations() -> usize {
+    LsuvConfig::new().max_iterations
+}
+
 fn one() -> usize {
     1
 }
@@ -415,6 +455,13 @@ pub fn help_defaults() -> Vec<(&'static str, String)> {
         ("stem", d.model.stem.to_string()),
         ("norm", d.model.norm.to_string()),
         ("zero_init_residual", d.model.zero_init_residual.to_string()),
+        ("residual", d.model.residual.to_string()),
+        ("lsuv", d.model.lsuv.to_string()),
+        ("lsuv_tolerance", d.model.lsuv_tolerance.to_string()),
+        (
+            "lsuv_max_iterations",
+            d.model.lsuv_max_iterations.to_string(),
+        ),
         (
             "weights",
             d.model
@@ -501,6 +548,13 @@ impl RunArgs {
                     .model
                     .zero_init_residual
                     .or(base.model.zero_init_residual),
+                residual: self.model.residual.or(base.model.residual),
+                lsuv: self.model.lsuv.or(base.model.lsuv),
+                lsuv_tolerance: self.model.lsuv_tolerance.or(base.model.lsuv_tolerance),
+                lsuv_max_iterations: self
+                    .model
+                    .lsuv_max_iterations
+                    .or(base.model.lsuv_max_iterations),
                 weights: self.model.weights.or(base.model.weights),
             },
             optimizer: OptimizerArgs {
@@ -571,6 +625,10 @@ impl RunArgs {
                 stem: m.stem.unwrap_or(d.model.stem),
                 norm: m.norm.unwrap_or(d.model.norm),
                 zero_init_residual: m.zero_init_residual.unwrap_or(d.model.zero_init_residual),
+                residual: m.residual.unwrap_or(d.model.residual),
+                lsuv: m.lsuv.unwrap_or(d.model.lsuv),
+                lsuv_tolerance: m.lsuv_tolerance.unwrap_or(d.model.lsuv_tolerance),
+                lsuv_max_iterations: m.lsuv_max_iterations.unwrap_or(d.model.lsuv_max_iterations),
                 weights: m.weights.or(d.model.weights),
             },
             optimizer: OptimizerSettings {
@@ -692,6 +750,16 @@ impl RunConfig {
         self.model_config()
             .validate()
             .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let m = &self.model;
+        ensure!(
+            m.lsuv_tolerance > 0.0 && m.lsuv_tolerance < 1.0,
+            "--lsuv-tolerance must lie in (0, 1) (got {})",
+            m.lsuv_tolerance
+        );
+        ensure!(
+            m.lsuv_max_iterations > 0,
+            "--lsuv-max-iterations must be at least 1 (got 0)"
+        );
         Ok(())
     }
 
@@ -704,6 +772,17 @@ impl RunConfig {
             .with_depth(m.depth)
             .with_width(m.width)
             .with_zero_init_residual(m.zero_init_residual)
+            .with_branch(m.residual)
+    }
+
+    /// The LSUV pass that follows the init, where the run asks for one.
+    pub fn lsuv(&self) -> Option<LsuvConfig> {
+        let m = &self.model;
+        m.lsuv.then(|| {
+            LsuvConfig::new()
+                .with_tolerance(m.lsuv_tolerance)
+                .with_max_iterations(m.lsuv_max_iterations)
+        })
     }
 
     /// The learning-rate schedule for `steps_per_epoch` steps per epoch.

@@ -263,8 +263,40 @@ pub struct Signal {
     /// When it first appeared (optimizer steps done).
     pub step: usize,
     /// The value that crossed the threshold: a ratio to the reference layer for vanishing and
-    /// exploding, the dead fraction, or the update ratio.
+    /// exploding, the dead fraction, or the update ratio. An overflowed signal's ratio is
+    /// infinite; JSON has no number for that, so it is written as the string `"inf"`.
+    #[serde(with = "json_float")]
     pub value: f64,
+}
+
+/// An `f64` in JSON that may be infinite or NaN: finite values as numbers, the others as the
+/// strings `"inf"`, `"-inf"` and `"NaN"` (serde_json would write `null`, which reads back as
+/// an error).
+mod json_float {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            serializer.serialize_f64(*value)
+        } else {
+            serializer.serialize_str(&value.to_string())
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Float {
+            Number(f64),
+            Text(String),
+        }
+        match Float::deserialize(deserializer)? {
+            Float::Number(value) => Ok(value),
+            Float::Text(text) => text
+                .parse()
+                .map_err(|_| D::Error::custom(format!("'{text}' is not a number"))),
+        }
+    }
 }
 
 /// The monitor of one run.
@@ -381,7 +413,12 @@ impl Monitor {
                 found.push(signal(SignalKind::DeadRelus, row, row.value));
             }
         }
-        for row in of(quantity::UPDATE_RATIO) {
+        // A weight that starts at zero (Fixup's last layers, a zero-initialised classifier) has
+        // no update ratio: its ‖Δw‖/‖w‖ is infinite or 0/0, not a sign of a bad step size.
+        for row in of(quantity::UPDATE_RATIO)
+            .into_iter()
+            .filter(|r| r.value.is_finite())
+        {
             if !(s.update_ratio_min..=s.update_ratio_max).contains(&row.value) {
                 found.push(signal(SignalKind::UpdateRatio, row, row.value));
             }

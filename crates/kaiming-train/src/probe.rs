@@ -12,7 +12,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use kaiming_cifar::{CifarDataset, Loader, LoaderConfig, Normalization, Split, locate_data_dir};
 use kaiming_init::{InitPlan, LayerKind, Scheme};
-use kaiming_resnet::ModelConfig;
+use kaiming_resnet::{Branch, ModelConfig};
 use serde::Serialize;
 
 use crate::atomic::write_atomic;
@@ -22,7 +22,7 @@ use crate::signals::{std_of, trace};
 /// One line of `probe.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeRow {
-    /// Scheme name.
+    /// Scheme name, with the residual branch where it is not the standard one (`he + fixup`).
     pub init: String,
     /// 0-based position of the layer in the trace.
     pub layer_index: usize,
@@ -45,6 +45,8 @@ pub struct ProbeConfig {
     pub model: ModelConfig,
     /// Schemes to compare.
     pub inits: Vec<Scheme>,
+    /// Residual branches to compare (each with every scheme); one for most probes.
+    pub residuals: Vec<Branch>,
     /// Images in the batch.
     pub batch_size: usize,
     /// N(0, 1) inputs and uniform random labels instead of CIFAR-10.
@@ -63,19 +65,30 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
         config.batch_size > 1,
         "--batch-size must be at least 2 for a standard deviation"
     );
-    config
-        .model
-        .validate()
+    let models = config
+        .residuals
+        .iter()
+        .map(|&residual| {
+            let model = config.model.clone().with_branch(residual);
+            model.validate().map(|()| model)
+        })
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let device = config.device.clone().autodiff();
     let (images, labels) = batch(config, &device)?;
 
     let mut rows = Vec::new();
-    for &scheme in &config.inits {
-        let (model, report) = config
-            .model
+    let cases = models
+        .iter()
+        .flat_map(|model| config.inits.iter().map(move |&scheme| (model, scheme)));
+    for (model_config, scheme) in cases {
+        let (model, report) = model_config
             .init_with(&device, &InitPlan::new(scheme), config.seed)
             .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let label = match model_config.branch {
+            Branch::Standard => scheme.to_string(),
+            residual => format!("{scheme} + {residual}"),
+        };
         let signals = trace(&model, images.clone(), labels.clone());
 
         // He et al. 2015, eq. (10): the ratio of second moments of consecutive layers.
@@ -95,7 +108,7 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
             let predicted_std = (plain && index < gains.len())
                 .then(|| first * gains[1..=index].iter().product::<f64>().sqrt());
             rows.push(ProbeRow {
-                init: scheme.to_string(),
+                init: label.clone(),
                 layer_index: index,
                 layer,
                 activation_std,

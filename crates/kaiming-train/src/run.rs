@@ -15,7 +15,7 @@ use kaiming_cifar::{
     CifarDataset, DownloadConfig, Loader, LoaderConfig, Normalization, Split, locate_or_download,
 };
 use kaiming_init::InitPlan;
-use kaiming_resnet::{LoadOptions, Model, classifier_classes, load_weights};
+use kaiming_resnet::{Branch, LoadOptions, Model, Norm, classifier_classes, load_weights};
 
 use crate::backend::describe;
 use crate::checkpoint::{Cadence, CheckpointEvery, Checkpoints, Progress};
@@ -98,6 +98,8 @@ struct Run<'a> {
     /// Every replica's device.
     device_names: Vec<String>,
     parameters: usize,
+    /// What the inputs are normalised with, for the summary and an export.
+    normalization: Normalization,
 }
 
 impl<'a> Run<'a> {
@@ -136,6 +138,19 @@ impl<'a> Run<'a> {
                 )
             })
             .transpose()?;
+        let normalization = train.normalization();
+        let lsuv_batch = config
+            .lsuv()
+            .map(|_| {
+                let plain = device.clone().without_autodiff();
+                fixed_batch(
+                    train.dataset(),
+                    normalization,
+                    config.data.batch_size,
+                    &plain,
+                )
+            })
+            .transpose()?;
         let train = Feed::new(train, &device, on_device);
         let eval = Feed::new(eval, &device.clone().without_autodiff(), on_device);
 
@@ -147,6 +162,24 @@ impl<'a> Run<'a> {
         let resuming = checkpoints.latest()?;
         let model = match (&config.model.weights, &resuming) {
             (Some(weights), None) => start_from(model, weights)?,
+            _ => model,
+        };
+        let model = match (config.lsuv(), lsuv_batch, &resuming) {
+            (Some(lsuv), Some(batch), None) => {
+                let (model, report) = lsuv
+                    .apply(model, batch.images)
+                    .map_err(|error| anyhow::anyhow!("LSUV: {error}"))?;
+                for layer in report.dead() {
+                    tracing::warn!(
+                        "LSUV: {} gives a constant output on the first batch (a dead or \
+                         zero-initialised layer); left as it was",
+                        layer.path
+                    );
+                }
+                tracing::info!("LSUV on the first training batch:\n{report}");
+                crate::atomic::write_atomic(&folder.lsuv(), report.to_string().as_bytes())?;
+                model
+            }
             _ => model,
         };
         let mut trainer = Trainer::new(TrainerParts {
@@ -226,6 +259,7 @@ impl<'a> Run<'a> {
             device_name,
             device_names,
             parameters,
+            normalization,
         })
     }
 
@@ -265,9 +299,10 @@ impl<'a> Run<'a> {
                 self.folder.keep();
                 if !stats.loss.is_finite() {
                     tracing::warn!(
-                        "loss is {} at step {}: the run diverged",
+                        "loss is {} at step {}: the run diverged{}",
                         stats.loss,
-                        stats.step
+                        stats.step,
+                        self.divergence_hint()
                     );
                     status = Status::Diverged;
                     break 'epochs;
@@ -462,6 +497,22 @@ impl<'a> Run<'a> {
         )
     }
 
+    /// Why a run without normalisation may have diverged, and what to try: a residual net whose
+    /// branches all start at full strength doubles its signal's variance per block.
+    fn divergence_hint(&self) -> String {
+        let m = &self.config.model;
+        if m.norm == Norm::None && m.name.is_residual() && m.residual == Branch::Standard {
+            format!(
+                " ({} without normalisation: each residual block adds a branch of its input's \
+                 variance, so the signal grows ~√2 per block; start the branches at zero with \
+                 --residual fixup or --residual skipinit)",
+                m.name
+            )
+        } else {
+            String::new()
+        }
+    }
+
     fn write_summary(&self, status: Status) -> Result<Summary> {
         let last_eval = self.metrics.evaluations().last();
         let summary = Summary {
@@ -491,6 +542,7 @@ impl<'a> Run<'a> {
             parameters: self.parameters,
             total_time_s: self.progress.elapsed_s,
             signals: self.progress.signals.clone(),
+            input_normalization: Some(self.normalization.into()),
         };
         summary.write(&self.folder.summary())?;
         Ok(summary)

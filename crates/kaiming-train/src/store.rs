@@ -217,6 +217,11 @@ impl RunFolder {
         self.path.join("monitor.csv")
     }
 
+    /// `lsuv.txt`: what the LSUV pass did to each layer, where the run has one.
+    pub fn lsuv(&self) -> PathBuf {
+        self.path.join("lsuv.txt")
+    }
+
     /// `tensorboard/`: the event files.
     pub fn tensorboard(&self) -> PathBuf {
         self.path.join("tensorboard")

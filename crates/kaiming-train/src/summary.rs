@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use kaiming_cifar::Normalization;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
@@ -85,6 +86,39 @@ pub struct Summary {
     /// the monitor existed).
     #[serde(default)]
     pub signals: Vec<Signal>,
+    /// The per-channel statistics the inputs were normalised with: those of the run's own
+    /// training images (absent in runs made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_normalization: Option<InputNormalization>,
+}
+
+/// Per-channel mean and standard deviation on the [0, 1] pixel scale, as a run normalised its
+/// inputs with them (`(v / 255 - mean) / std`); an export carries them, as torchvision's weights
+/// carry their `transforms()`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InputNormalization {
+    /// Mean of red, green and blue.
+    pub mean: [f32; 3],
+    /// Standard deviation of red, green and blue.
+    pub std: [f32; 3],
+}
+
+impl From<Normalization> for InputNormalization {
+    fn from(n: Normalization) -> Self {
+        InputNormalization {
+            mean: n.mean,
+            std: n.std,
+        }
+    }
+}
+
+impl From<InputNormalization> for Normalization {
+    fn from(n: InputNormalization) -> Self {
+        Normalization {
+            mean: n.mean,
+            std: n.std,
+        }
+    }
 }
 
 fn f32_name() -> String {

@@ -1,6 +1,7 @@
 //! `train eval` and `train export`: a run's checkpoint or a weights file, evaluated on the
 //! CIFAR-10 test split, or written for PyTorch.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -9,6 +10,7 @@ use kaiming_cifar::{CifarDataset, Loader, LoaderConfig, Normalization, Split, lo
 use kaiming_init::InitPlan;
 use kaiming_resnet::{
     LoadOptions, Model, ModelConfig, classifier_classes, export_weights, load_weights,
+    weights_metadata,
 };
 use serde::Serialize;
 
@@ -18,6 +20,7 @@ use crate::config::RunConfig;
 use crate::feed::Feed;
 use crate::precision::Precision;
 use crate::run::splits;
+use crate::summary::Summary;
 use crate::trainer::evaluate;
 
 /// Which checkpoint set of a run.
@@ -82,10 +85,12 @@ pub struct EvalData {
 }
 
 /// Evaluates `model` (on a device without autodiff) on the CIFAR-10 test split, normalised with
-/// the statistics of `train` (the run's training images; all of them for a weights file).
+/// `normalization` where given (what an export records), else with the statistics of the run's
+/// training images (all 50,000 without a run).
 pub fn evaluate_on_test(
     model: &Model,
     run: Option<&RunConfig>,
+    normalization: Option<Normalization>,
     data: &EvalData,
     precision: Precision,
     backend: Backend,
@@ -96,11 +101,13 @@ pub fn evaluate_on_test(
         .as_deref()
         .or(run.and_then(|config| config.data.dir.as_deref()));
     let located = locate_data_dir(dir)?;
-    let train = match run {
-        Some(config) => splits(config, &located.dir)?.0,
-        None => CifarDataset::load(&located.dir, Split::Train)?,
+    let normalization = match (normalization, run) {
+        (Some(normalization), _) => normalization,
+        (None, Some(config)) => Normalization::from_dataset(&splits(config, &located.dir)?.0)?,
+        (None, None) => {
+            Normalization::from_dataset(&CifarDataset::load(&located.dir, Split::Train)?)?
+        }
     };
-    let normalization = Normalization::from_dataset(&train)?;
     let test = CifarDataset::load(&located.dir, Split::Test)?;
     let test = match data.eval_limit {
         Some(0) => bail!("--eval-limit must be at least 1"),
@@ -117,12 +124,56 @@ pub fn evaluate_on_test(
     })
 }
 
-/// `train export`: the run's chosen set as a safetensors file with torchvision's names.
+/// The metadata keys of an export's input normalisation, each a JSON array (red, green, blue).
+const MEAN_KEY: &str = "input_mean";
+const STD_KEY: &str = "input_std";
+
+/// `train export`: the run's chosen set as a safetensors file with torchvision's names, and the
+/// run's input normalisation in its metadata.
 pub fn export_run(dir: &Path, which: Which, out: &Path) -> Result<()> {
     if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         bail!("--out {}: the export is a .safetensors file", out.display());
     }
     let (_, model) = run_model(dir, which, &Device::flex())?;
-    export_weights(&model, out)?;
+    let summary = Summary::read(&dir.join("summary.json"))?;
+    let mut metadata = BTreeMap::new();
+    match summary.input_normalization {
+        Some(n) => {
+            metadata.insert(MEAN_KEY.to_string(), serde_json::to_string(&n.mean)?);
+            metadata.insert(STD_KEY.to_string(), serde_json::to_string(&n.std)?);
+        }
+        None => tracing::warn!(
+            "{}: the run predates recorded input normalisation, so the export carries none; \
+             `train eval --weights` will normalise with the full training set's statistics",
+            dir.display()
+        ),
+    }
+    export_weights(&model, out, &metadata)?;
     Ok(())
+}
+
+/// The input normalisation a weights file records (an export of this project does), if any.
+pub fn file_normalization(file: &Path) -> Result<Option<Normalization>> {
+    let metadata = weights_metadata(file)?;
+    let read = |key: &str| -> Result<Option<[f32; 3]>> {
+        metadata
+            .get(key)
+            .map(|value| {
+                serde_json::from_str(value).with_context(|| {
+                    format!(
+                        "{}: metadata {key} = {value} is not three numbers",
+                        file.display()
+                    )
+                })
+            })
+            .transpose()
+    };
+    match (read(MEAN_KEY)?, read(STD_KEY)?) {
+        (Some(mean), Some(std)) => Ok(Some(Normalization { mean, std })),
+        (None, None) => Ok(None),
+        _ => bail!(
+            "{}: its metadata holds only one of {MEAN_KEY} and {STD_KEY}",
+            file.display()
+        ),
+    }
 }

@@ -132,3 +132,55 @@ pub fn set_arg<'a>(args: &mut Vec<&'a str>, flag: &'a str, value: &'a str) {
         None => args.extend([flag, value]),
     }
 }
+
+/// Checks that a run's `summary.json` and its row of the `comparison.csv` at `comparison` hold
+/// what its `metrics.csv` says, recomputed here: the best and the last evaluation accuracy, and
+/// the last epoch's training loss as the mean of its train rows weighted by the steps each
+/// covers.
+pub fn assert_summarised(run: &Path, comparison: &Path) {
+    let (summary, metrics) = read_run(run);
+    let accuracies: Vec<f64> = metrics.evaluations().map(MetricRow::accuracy).collect();
+    let best = accuracies.iter().copied().fold(f64::NAN, f64::max);
+    let last = *accuracies.last().expect("the run evaluated");
+    let train: Vec<&MetricRow> = metrics.rows.iter().filter(|r| r.split == "train").collect();
+    let final_epoch = train.last().expect("the run trained").epoch;
+    let (mut sum, mut steps, mut previous) = (0.0, 0.0, 0);
+    for row in &train {
+        if row.epoch == final_epoch {
+            sum += row.loss() * (row.step - previous) as f64;
+            steps += (row.step - previous) as f64;
+        }
+        previous = row.step;
+    }
+    let final_loss = sum / steps;
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    let name = &summary.name;
+    assert_eq!(summary.best_accuracy, Some(best), "{name}: best accuracy");
+    assert_eq!(summary.final_accuracy, Some(last), "{name}: final accuracy");
+    let loss = summary.final_train_loss.expect("a final train loss");
+    assert!(
+        close(loss, final_loss),
+        "{name}: final train loss {loss}, rows say {final_loss}"
+    );
+
+    let mut table = csv::Reader::from_path(comparison).unwrap();
+    let header = table.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let row = table
+        .records()
+        .map(Result::unwrap)
+        .find(|r| &r[column("run")] == name.as_str())
+        .unwrap_or_else(|| panic!("{} has no row for {name}", comparison.display()));
+    let cell = |name: &str| row[column(name)].parse::<f64>().unwrap();
+    for (what, got, want) in [
+        ("best_accuracy", cell("best_accuracy"), best),
+        ("final_accuracy", cell("final_accuracy"), last),
+        ("final_train_loss", cell("final_train_loss"), final_loss),
+    ] {
+        assert!(
+            close(got, want),
+            "{}: {name} {what} {got}, the run's rows say {want}",
+            comparison.display()
+        );
+    }
+}

@@ -68,14 +68,26 @@ fn a_run_is_evaluated_exported_and_fine_tuned_from() {
             "--weights",
             exported.to_str().unwrap(),
             "--eval-limit",
-            "100",
+            "200",
             "--data-dir",
             data,
             "--json",
         ],
     ));
-    assert_eq!(from_file["images"], 100);
-    assert!(from_file["loss"].as_f64().unwrap().is_finite());
+    // The export evaluates as the run itself: the same weights, and the input normalisation of
+    // the run's 320 training images from the file's metadata (the full training set's would
+    // give another loss).
+    assert_eq!(from_file["images"], 200);
+    for what in ["loss", "accuracy"] {
+        let (got, want) = (
+            from_file[what].as_f64().unwrap(),
+            evaluated[what].as_f64().unwrap(),
+        );
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs(),
+            "the export's {what} {got}, the run's {want}"
+        );
+    }
 
     // Fine-tuned from: the weights are the run's starting point, and it starts where the
     // source run ended rather than at an untrained loss.

@@ -5,12 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use kaiming_init::{InitPlan, Scheme};
-use kaiming_resnet::{ModelConfig, ModelName, Norm};
+use kaiming_resnet::{Model, ModelConfig, ModelName, Norm};
 use kaiming_train::checkpoint::{Checkpoints, Progress, read_set};
 use kaiming_train::config::{OptimizerSettings, RunArgs, RunConfig};
 use kaiming_train::metrics::{MetricRow, Metrics, RowContext, Tally};
+use kaiming_train::monitor::{Signal, SignalKind};
 use kaiming_train::summary::Summary;
 use kaiming_train::trainer::sgd;
 use proptest::prelude::*;
@@ -44,6 +46,28 @@ fn never_panics<T>(
     path: &Path,
     parse: impl Fn(&Path) -> anyhow::Result<T>,
 ) {
+    damage(what, valid, cases, path, false, parse);
+}
+
+/// As [`never_panics`], and every version that differs from `valid` in any byte is refused.
+fn refuses_any_change<T>(
+    what: &str,
+    valid: Vec<u8>,
+    cases: u32,
+    path: &Path,
+    parse: impl Fn(&Path) -> anyhow::Result<T>,
+) {
+    damage(what, valid, cases, path, true, parse);
+}
+
+fn damage<T>(
+    what: &str,
+    valid: Vec<u8>,
+    cases: u32,
+    path: &Path,
+    refuse_changes: bool,
+    parse: impl Fn(&Path) -> anyhow::Result<T>,
+) {
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -51,14 +75,22 @@ fn never_panics<T>(
     });
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     runner
-        .run(&damaged(valid), |bytes| {
+        .run(&damaged(valid.clone()), |bytes| {
             std::fs::write(path, &bytes).unwrap();
-            if let Err(error) = parse(path) {
-                let message = format!("{error:#}");
-                prop_assert!(
-                    message.contains(&name),
-                    "{what}: the error does not name {name}: {message}"
-                );
+            match parse(path) {
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    prop_assert!(
+                        message.contains(&name),
+                        "{what}: the error does not name {name}: {message}"
+                    );
+                }
+                Ok(_) => prop_assert!(
+                    !refuse_changes || bytes == valid,
+                    "{what}: a damaged {name} ({} bytes, the valid one {}) was accepted",
+                    bytes.len(),
+                    valid.len()
+                ),
             }
             Ok(())
         })
@@ -124,8 +156,8 @@ fn metrics_and_summaries() {
     never_panics("summary.json", summary.into(), 500, &path, Summary::read);
 }
 
-/// A complete set of a tiny model, written by the trainer's own code.
-fn write_set(dir: &Path) -> PathBuf {
+/// A tiny model (a 4-layer plain net of width 4) and the trainer's optimizer.
+fn tiny_model_and_optimizer() -> (Model, ModuleOptimizer) {
     let device = Device::flex().autodiff();
     let (model, _) = ModelConfig::new(ModelName::PlainCnn)
         .with_depth(4)
@@ -133,7 +165,12 @@ fn write_set(dir: &Path) -> PathBuf {
         .with_norm(Norm::None)
         .init_with(&device, &InitPlan::new(Scheme::he()), 0)
         .unwrap();
-    let optimizer = sgd(&OptimizerSettings::default());
+    (model, sgd(&OptimizerSettings::default()))
+}
+
+/// A complete set of a tiny model, written by the trainer's own code.
+fn write_set(dir: &Path) -> PathBuf {
+    let (model, optimizer) = tiny_model_and_optimizer();
     let progress = Progress {
         step: 7,
         ..Progress::default()
@@ -152,17 +189,40 @@ fn checkpoint_sets() {
     assert_eq!(loaded.progress.step, 7);
     assert_eq!(loaded.metrics, metrics());
 
+    // The index itself: never a panic (a change to its JSON's spacing is harmless).
+    let index = set.join("progress.json");
+    let valid = std::fs::read(&index).unwrap();
+    never_panics("progress.json", valid.clone(), 1500, &index, |_| {
+        read_set(&set)
+    });
+    std::fs::write(&index, valid).unwrap();
+    // The files the index records: any change to any byte is refused.
     for (file, cases) in [
-        ("progress.json", 1500),
         ("metrics.csv", 500),
         ("model.bpk", 300),
         ("optimizer.bpk", 300),
     ] {
         let path = set.join(file);
         let valid = std::fs::read(&path).unwrap();
-        never_panics(file, valid.clone(), cases, &path, |_| read_set(&set));
+        refuses_any_change(file, valid.clone(), cases, &path, |_| read_set(&set));
         std::fs::write(&path, valid).unwrap();
     }
+    // The model and optimizer decoders on their own, past the checksums (a set whose index was
+    // rewritten to match damaged files): an error naming the file, never a panic.
+    let loaded = read_set(&set).unwrap();
+    let (model, optimizer) = tiny_model_and_optimizer();
+    let path = set.join("model.bpk");
+    let valid = std::fs::read(&path).unwrap();
+    never_panics("model.bpk decoding", valid.clone(), 300, &path, |_| {
+        loaded.load_model(model.clone())
+    });
+    std::fs::write(&path, valid).unwrap();
+    let path = set.join("optimizer.bpk");
+    let valid = std::fs::read(&path).unwrap();
+    never_panics("optimizer.bpk decoding", valid.clone(), 300, &path, |_| {
+        loaded.load_optimizer(optimizer.clone())
+    });
+    std::fs::write(&path, valid).unwrap();
     // The pointer: anything but a set's name is refused.
     let pointer = dir.path().join("latest");
     never_panics(
@@ -185,4 +245,28 @@ fn a_checkpoint_written_before_a_tally_field_existed_still_loads() {
     assert_eq!(progress.window.images, 32);
     assert_eq!(progress.window.seconds, 0.0);
     assert_eq!(progress.scaler.scale, 1.0);
+}
+
+#[test]
+fn a_summary_with_an_overflowed_signal_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("summary.json");
+    let text = r#"{"name":"r","model":"resnet110","init":"he","backend":"flex","device":"cpu",
+        "seed":0,"git_commit":null,"status":"diverged","epochs_completed":0,"steps":1,
+        "eval_split":"test","best_accuracy":null,"best_epoch":null,"final_accuracy":null,
+        "final_train_loss":null,"parameters":1000,"total_time_s":3.0}"#;
+    let mut summary: Summary = serde_json::from_str(text).unwrap();
+    for value in [f64::INFINITY, f64::NAN, 2.5e4] {
+        summary.signals.push(Signal {
+            kind: SignalKind::Exploding,
+            layer: "stages.2.blocks.17".into(),
+            quantity: "activation_std".into(),
+            step: 0,
+            value,
+        });
+    }
+    summary.write(&path).unwrap();
+    let read = Summary::read(&path).expect("the summary reads back");
+    let values: Vec<String> = read.signals.iter().map(|s| s.value.to_string()).collect();
+    assert_eq!(values, ["inf", "NaN", "25000"]);
 }

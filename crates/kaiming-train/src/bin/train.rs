@@ -173,6 +173,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
             let config = probe::ProbeConfig {
                 model,
                 inits: args.init,
+                residuals: args.residual,
                 batch_size: args.batch_size,
                 synthetic: args.synthetic,
                 data_dir: args.data_dir,
@@ -202,6 +203,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                     weights::evaluate_on_test(
                         &model,
                         Some(&config),
+                        None,
                         &data,
                         config.precision,
                         args.backend,
@@ -212,12 +214,14 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                     let config = ModelConfig::new(name)
                         .with_stem(args.stem)
                         .with_norm(args.norm)
+                        .with_branch(args.residual)
                         .with_depth(args.depth)
                         .with_width(args.width);
                     let model = weights::file_model(config, file, &device)?;
                     weights::evaluate_on_test(
                         &model,
                         None,
+                        weights::file_normalization(file)?,
                         &data,
                         Default::default(),
                         args.backend,
