@@ -97,6 +97,7 @@ pub mod lsuv;
 pub mod norm;
 mod observe;
 pub mod plain;
+pub mod quiet;
 pub mod resnet;
 pub mod shortcut;
 pub mod spec;

@@ -492,15 +492,7 @@ fn guarded<T, E: fmt::Display>(
         path: path.to_path_buf(),
         reason,
     };
-    // The panic hook is process-wide: one reader at a time swaps it, or two threads could leave
-    // the silent one installed.
-    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _swap = HOOK.lock().unwrap_or_else(|e| e.into_inner());
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
-    std::panic::set_hook(previous);
-    match outcome {
+    match crate::quiet::catch_quietly(read) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(format(format!("not a readable PyTorch file: {error}"))),
         Err(_) => Err(format(

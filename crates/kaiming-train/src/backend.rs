@@ -126,11 +126,9 @@ impl Backend {
     /// Runs one tiny computation on `device`. A missing driver or adapter makes burn panic
     /// deep inside its runtime; this turns that into an error naming the backend.
     fn open(self, device: Device) -> Result<Device> {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let result =
-            std::panic::catch_unwind(|| Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>());
-        std::panic::set_hook(previous);
+        let result = kaiming_resnet::quiet::catch_quietly(|| {
+            Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>()
+        });
         match result {
             Ok(4.0) => Ok(device),
             Ok(sum) => bail!("backend '{self}': the device computed 1+1+1+1 = {sum}"),

@@ -203,11 +203,14 @@ fn files(dir: &Path) -> BTreeSet<String> {
     out
 }
 
-/// The recipe of the CPU-against-GPU run: the tiny run cut to 3 steps of 32 images and a
-/// 64-image evaluation (the software device runs a debug build's steps in seconds each), a
-/// train row per step.
+/// The recipe of the CPU-against-GPU run: the tiny run on a 6-layer plain net with batch norm
+/// (every kind of layer the zoo has but the residual add, which the test above covers; each
+/// new shape costs the software device shader compilations), cut to 3 steps of 32 images and
+/// a 64-image evaluation, a train row per step.
 fn gpu_run_args<'a>(data: &'a str, name: &'a str) -> Vec<&'a str> {
     let mut args = tiny_run_args(data, name, "1");
+    set_arg(&mut args, "--model", "plaincnn");
+    args.extend(["--depth", "6", "--width", "8"]);
     set_arg(&mut args, "--train-limit", "96");
     set_arg(&mut args, "--eval-limit", "64");
     set_arg(&mut args, "--log-every", "1");
@@ -242,18 +245,23 @@ fn a_gpu_run_writes_the_cpu_run_folder() {
         assert_eq!(metrics.rows.len(), cpu_metrics.rows.len());
         // Every row is the CPU run's: step 1's loss is the initial weights', steps 2 and 3
         // come after one and two SGD updates, so a wrong update on the GPU moves them by far
-        // more than rounding does (~1e-5 after two steps); the evaluation follows the third.
+        // more than rounding does (measured: 1e-6 after one step, 1.3e-4 after two, ResNet-20).
+        // The evaluation after three steps uses batch-norm running statistics that have barely
+        // moved from their initial values, which amplifies those differences (measured 2.8e-3
+        // on ResNet-20's loss of 18): it gets 1e-2, still far below what a wrong evaluation
+        // path gives.
         for (row, cpu) in metrics.rows.iter().zip(&cpu_metrics.rows) {
             assert_eq!(
                 (row.step, row.epoch, &row.split),
                 (cpu.step, cpu.epoch, &cpu.split)
             );
+            let tolerance = if row.split == "train" { 1e-3 } else { 1e-2 };
             for (what, got, want) in [
                 ("loss", row.loss(), cpu.loss()),
                 ("lr", row.get("lr").unwrap(), cpu.get("lr").unwrap()),
             ] {
                 assert!(
-                    (got - want).abs() <= 1e-3 * want.abs(),
+                    (got - want).abs() <= tolerance * want.abs(),
                     "{backend}: {} row at step {}: {what} {got} against the CPU run's {want}",
                     row.split,
                     row.step
@@ -261,7 +269,7 @@ fn a_gpu_run_writes_the_cpu_run_folder() {
             }
         }
         eprintln!(
-            "{backend} run on {}: same folder and, within 1e-3, the same rows as flex",
+            "{backend} run on {}: same folder and, within 1e-3 (evaluation 1e-2), the same rows as flex",
             summary.device
         );
     }
