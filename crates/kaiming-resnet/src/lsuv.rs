@@ -142,7 +142,7 @@ impl LsuvConfig {
                 scale,
                 iterations,
                 variance,
-                dead: !(variance > 0.0) || !variance.is_finite(),
+                dead: !variance.is_finite() || variance <= 0.0,
             });
         }
         let model = zero_biases(model);
