@@ -69,6 +69,20 @@ pub fn deterministic(rows: &[MetricRow]) -> Vec<(usize, usize, String, f64, f64,
         .collect()
 }
 
+/// Continues the run in `dir` with `--resume`, reading CIFAR-10 from `data`.
+pub fn resume(cwd: &Path, dir: &Path, data: &str) -> Output {
+    train(
+        cwd,
+        &[
+            "--resume",
+            dir.to_str().unwrap(),
+            "--quiet",
+            "--data-dir",
+            data,
+        ],
+    )
+}
+
 /// A run folder's summary and metrics.
 pub fn read_run(dir: &Path) -> (Summary, Metrics) {
     (

@@ -62,16 +62,7 @@ fn a_short_run_writes_its_folder_and_its_loss_falls_and_resume_is_exact() {
         (summary.status, summary.epochs_completed),
         (Status::Interrupted, 1)
     );
-    assert_success(&train(
-        cwd.path(),
-        &[
-            "--resume",
-            resumed.to_str().unwrap(),
-            "--quiet",
-            "--data-dir",
-            data,
-        ],
-    ));
+    assert_success(&common::resume(cwd.path(), &resumed, data));
     let (summary, resumed_metrics) = read_run(&resumed);
     assert_eq!(summary.status, Status::Completed);
     assert_eq!(
@@ -227,16 +218,7 @@ fn resnet56_without_norm_explodes_under_he_and_trains_under_fixup_and_skipinit()
             );
             let (interrupted, resumed) = run("fixup-resumed", "fixup", &["--stop-after", "1"]);
             assert_success(&interrupted);
-            assert_success(&train(
-                cwd.path(),
-                &[
-                    "--resume",
-                    resumed.to_str().unwrap(),
-                    "--quiet",
-                    "--data-dir",
-                    data,
-                ],
-            ));
+            assert_success(&common::resume(cwd.path(), &resumed, data));
             let (_, resumed_metrics) = read_run(&resumed);
             assert_eq!(
                 deterministic(&resumed_metrics.rows),
