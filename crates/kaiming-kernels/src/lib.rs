@@ -19,7 +19,8 @@
 //!
 //! [`with_burn_path`] and `KAIMING_KERNELS=burn` send everything back to burn, for comparisons;
 //! [`with_conv_choice`], `KAIMING_CONV=gemm|direct` and `KAIMING_CONV_ISA=avx2|avx512` force
-//! the convolution engine's algorithm and instruction set.
+//! the convolution engine's algorithm and instruction set; [`configure`] sets all three for the
+//! process (a training run's `[kernels]` settings), over the environment.
 
 mod batch_norm;
 mod conv;
@@ -40,8 +41,8 @@ pub use batch_norm::{FusedBatchNormBackend, InferenceBatchNormBackend};
 pub use conv::{ConvEngineBackend, conv2d, engine_options};
 pub use residual::{FusedAddReluBackend, add_relu};
 pub use routing::{
-    CONV_ALGORITHM_VARIABLE, CONV_ISA_VARIABLE, ConvAlgorithm, ConvChoice, Isa, KERNELS_VARIABLE,
-    with_burn_path, with_conv_choice,
+    CONV_ALGORITHM_VARIABLE, CONV_ISA_VARIABLE, ConvAlgorithm, ConvChoice, Isa, IsaChoice,
+    KERNELS_VARIABLE, KernelChoice, configure, from_environment, with_burn_path, with_conv_choice,
 };
 
 /// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32, and in

@@ -2,7 +2,9 @@
 //! back to burn's own implementations (for comparisons and for users who want burn's path).
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{OnceLock, RwLock};
 
 use burn::backend::DispatchDevice;
 use burn::tensor::Device;
@@ -29,10 +31,12 @@ thread_local! {
 }
 
 /// How the convolution engine computes a convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ConvAlgorithm {
     /// By the measured rules (`benches/README.md`): direct kernels for the narrow stride-1
     /// layers, GEMMs over chunks of the batch for the rest.
+    #[default]
     Auto,
     /// im2col GEMMs over chunks of the batch, everywhere.
     Gemm,
@@ -76,8 +80,155 @@ impl Isa {
     }
 }
 
+/// The instruction set asked of the direct kernels: the widest the CPU has, or one forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsaChoice {
+    /// AVX-512 where the CPU has it, else AVX2.
+    #[default]
+    Auto,
+    /// AVX-512 (refused on a CPU without it).
+    Avx512,
+    /// AVX2 with FMA (refused on a CPU without it); on an AVX-512 machine, tests that path.
+    Avx2,
+}
+
+impl IsaChoice {
+    /// The forced instruction set, if any.
+    pub fn forced(self) -> Option<Isa> {
+        match self {
+            IsaChoice::Auto => None,
+            IsaChoice::Avx512 => Some(Isa::Avx512),
+            IsaChoice::Avx2 => Some(Isa::Avx2),
+        }
+    }
+}
+
+/// Parses and prints the names the settings and the environment use.
+macro_rules! named {
+    ($type:ty, $what:literal, $($variant:path => $name:literal),+) => {
+        impl FromStr for $type {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($name => Ok($variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", $what, " '{}' (expected ", $("`", $name, "` "),+, ")"),
+                        other
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $($variant => $name,)+
+                })
+            }
+        }
+    };
+}
+
+named!(ConvAlgorithm, "convolution algorithm",
+    ConvAlgorithm::Auto => "auto", ConvAlgorithm::Gemm => "gemm", ConvAlgorithm::Direct => "direct");
+named!(IsaChoice, "instruction set",
+    IsaChoice::Auto => "auto", IsaChoice::Avx512 => "avx512", IsaChoice::Avx2 => "avx2");
+named!(Isa, "instruction set", Isa::Avx512 => "avx512", Isa::Avx2 => "avx2");
+
+/// What the kernels do in this process: a training run sets it from its settings
+/// ([`configure`]) and records it; otherwise the environment decides ([`from_environment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelChoice {
+    /// Send every operation to burn's own implementation instead.
+    pub burn: bool,
+    /// The convolution engine's algorithm and instruction set.
+    pub conv: ConvChoice,
+}
+
+impl KernelChoice {
+    /// Refuses an instruction set this CPU lacks, naming it.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.conv.isa {
+            Some(isa) if !isa.supported() => Err(format!("this CPU has no {isa}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The instruction set the direct kernels use under this choice on this CPU (`None`: no
+    /// direct kernels here).
+    pub fn isa_used(&self) -> Option<Isa> {
+        self.conv.isa.or_else(Isa::best)
+    }
+}
+
+/// The choice made by [`KERNELS_VARIABLE`], [`CONV_ALGORITHM_VARIABLE`] and
+/// [`CONV_ISA_VARIABLE`]; an unknown value, or an instruction set the CPU lacks, is an error
+/// naming the variable.
+pub fn from_environment() -> Result<KernelChoice, String> {
+    let read = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let burn = match read(KERNELS_VARIABLE).as_deref() {
+        None | Some("kernels") => false,
+        Some("burn") => true,
+        Some(other) => {
+            return Err(format!(
+                "{KERNELS_VARIABLE}={other:?}: expected `kernels` or `burn`"
+            ));
+        }
+    };
+    let algorithm = match read(CONV_ALGORITHM_VARIABLE) {
+        None => ConvAlgorithm::Auto,
+        Some(text) => text
+            .parse()
+            .map_err(|error| format!("{CONV_ALGORITHM_VARIABLE}={text:?}: {error}"))?,
+    };
+    let isa: IsaChoice = match read(CONV_ISA_VARIABLE) {
+        None => IsaChoice::Auto,
+        Some(text) => text
+            .parse()
+            .map_err(|error| format!("{CONV_ISA_VARIABLE}={text:?}: {error}"))?,
+    };
+    let choice = KernelChoice {
+        burn,
+        conv: ConvChoice {
+            algorithm,
+            isa: isa.forced(),
+        },
+    };
+    choice
+        .validate()
+        .map_err(|error| format!("{CONV_ISA_VARIABLE}: {error}"))?;
+    Ok(choice)
+}
+
+/// Makes `choice` the process's, over the environment's: every thread without its own
+/// ([`with_conv_choice`], [`with_burn_path`]) follows it from here on.
+pub fn configure(choice: KernelChoice) -> Result<(), String> {
+    choice.validate()?;
+    *PROCESS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(choice);
+    Ok(())
+}
+
+/// The process's choice: [`configure`]'s, else the environment's (read once; a bad value
+/// panics at the first kernel, naming the variable, for programs that never configure).
+fn process_choice() -> KernelChoice {
+    static FROM_ENVIRONMENT: OnceLock<KernelChoice> = OnceLock::new();
+    let configured = *PROCESS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    configured.unwrap_or_else(|| {
+        *FROM_ENVIRONMENT
+            .get_or_init(|| from_environment().unwrap_or_else(|error| panic!("{error}")))
+    })
+}
+
+static PROCESS: RwLock<Option<KernelChoice>> = RwLock::new(None);
+
 /// An algorithm and, optionally, a forced instruction set for the convolution engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConvChoice {
     /// Which algorithm.
     pub algorithm: ConvAlgorithm,
@@ -102,39 +253,13 @@ pub fn with_conv_choice<R>(choice: ConvChoice, work: impl FnOnce() -> R) -> R {
     work()
 }
 
-/// The engine's choice on this thread: [`with_conv_choice`]'s, else the environment's
-/// ([`CONV_ALGORITHM_VARIABLE`], [`CONV_ISA_VARIABLE`]), with the instruction set resolved to
-/// one this CPU has (`None`: no direct kernels here).
+/// The engine's choice on this thread: [`with_conv_choice`]'s, else the process's
+/// ([`configure`], or the environment), with the instruction set resolved to one this CPU has
+/// (`None`: no direct kernels here).
 pub(crate) fn conv_choice() -> (ConvAlgorithm, Option<Isa>) {
-    static FROM_ENVIRONMENT: OnceLock<ConvChoice> = OnceLock::new();
-    let choice = CONV_CHOICE.with(Cell::get).unwrap_or_else(|| {
-        *FROM_ENVIRONMENT.get_or_init(|| {
-            let read = |name: &str| std::env::var(name).unwrap_or_default();
-            let algorithm = match read(CONV_ALGORITHM_VARIABLE).as_str() {
-                "" | "auto" => ConvAlgorithm::Auto,
-                "gemm" => ConvAlgorithm::Gemm,
-                "direct" => ConvAlgorithm::Direct,
-                other => panic!(
-                    "{CONV_ALGORITHM_VARIABLE}={other:?}: expected `auto`, `gemm` or `direct`"
-                ),
-            };
-            let isa = match read(CONV_ISA_VARIABLE).as_str() {
-                "" | "auto" => None,
-                "avx512" => Some(Isa::Avx512),
-                "avx2" => Some(Isa::Avx2),
-                other => {
-                    panic!("{CONV_ISA_VARIABLE}={other:?}: expected `auto`, `avx512` or `avx2`")
-                }
-            };
-            if let Some(isa) = isa {
-                assert!(
-                    isa.supported(),
-                    "{CONV_ISA_VARIABLE}: this CPU has no {isa:?}"
-                );
-            }
-            ConvChoice { algorithm, isa }
-        })
-    });
+    let choice = CONV_CHOICE
+        .with(Cell::get)
+        .unwrap_or_else(|| process_choice().conv);
     (choice.algorithm, choice.isa.or_else(Isa::best))
 }
 
@@ -152,19 +277,10 @@ pub fn with_burn_path<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
-/// Whether the kernels may run: not switched off by [`KERNELS_VARIABLE`] or
-/// [`with_burn_path`].
+/// Whether the kernels may run: not switched off for the process ([`configure`],
+/// [`KERNELS_VARIABLE`]) or on this thread ([`with_burn_path`]).
 pub(crate) fn kernels_enabled() -> bool {
-    static FROM_ENVIRONMENT: OnceLock<bool> = OnceLock::new();
-    let enabled = *FROM_ENVIRONMENT.get_or_init(|| match std::env::var(KERNELS_VARIABLE) {
-        Err(_) => true,
-        Ok(value) => match value.as_str() {
-            "" | "kernels" => true,
-            "burn" => false,
-            other => panic!("{KERNELS_VARIABLE}={other:?}: expected `kernels` or `burn`"),
-        },
-    });
-    enabled && !BURN_PATH.with(Cell::get)
+    !process_choice().burn && !BURN_PATH.with(Cell::get)
 }
 
 /// Whether `device` is flex, with or without autodiff.

@@ -2,15 +2,15 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use kaiming_init::Scheme;
 use kaiming_resnet::{Branch, ModelName, Norm, StemKind};
 
 use crate::backend::Backend;
 use crate::checkpoint::CheckpointEvery;
-use crate::config::{RunArgs, help_defaults};
+use crate::config::{RunArgs, Setting, setting, settings};
 use crate::precision::Precision;
-use crate::sweep::Shard;
+use crate::sweep::{Axis, Shard};
 use crate::weights::Which;
 
 /// Train CIFAR-10 ResNets per init scheme, log loss curves, compare runs, probe signal
@@ -84,8 +84,8 @@ pub struct OutputArgs {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every init × seed combination one after another (skipping completed runs), then
-    /// compare them
+    /// Run a grid of settings × seeds one after another (skipping completed runs), then compare
+    /// them
     Sweep(Box<SweepArgs>),
     /// Table and plots (SVG, PNG) of training loss and test accuracy per init scheme
     Compare(CompareArgs),
@@ -155,12 +155,20 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 pub struct SweepArgs {
-    /// Init schemes to run, comma-separated
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// A setting and its values, by config.toml name, e.g. --grid model.depth=8,14,20 --grid
+    /// init=he,xavier: the sweep runs every combination (the first --grid outermost), each with
+    /// every seed
+    #[arg(long, value_name = "KEY=V1,V2,…")]
+    pub grid: Vec<Axis>,
+    /// Init schemes to run, comma-separated: short for --grid init=…
+    #[arg(long, value_delimiter = ',')]
     pub inits: Vec<Scheme>,
     /// Seeds to run, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
+    /// List the runs and their folders (with the status of those that exist), train nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Run only share K of N of the run list (runs whose position modulo N is K): the same share
     /// on every machine for the same arguments, so a cluster's job array runs the sweep, e.g.
     /// --shard $SLURM_ARRAY_TASK_ID/4; the shares may write into one shared --out at once
@@ -168,7 +176,7 @@ pub struct SweepArgs {
     pub shard: Option<Shard>,
     /// Run K runs at once, one process per share of the run list; with --devices each on its
     /// own GPU, on a CPU the K processes share the cores (each runs slower)
-    #[arg(long, value_name = "K", default_value_t = 1)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = at_least_one)]
     pub parallel: usize,
     /// GPUs for --parallel, one per process in turn, e.g. 0,1,2,3 [default: the backend's
     /// default adapter for all]
@@ -180,6 +188,28 @@ pub struct SweepArgs {
     /// Recipe (flags win), folder and switches as for a single run
     #[command(flatten)]
     pub output: SweepOutputArgs,
+}
+
+/// A count of 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+impl SweepArgs {
+    /// The grid's axes: every --grid, then --inits.
+    pub fn axes(&self) -> Vec<Axis> {
+        let mut axes = self.grid.clone();
+        if !self.inits.is_empty() {
+            let values = self.inits.iter().map(ToString::to_string).collect();
+            let setting = setting("init").expect("init is a setting");
+            axes.push(Axis { setting, values });
+        }
+        axes
+    }
 }
 
 /// Output settings of `train sweep`.
@@ -371,26 +401,174 @@ pub struct DataReportArgs {
     pub grid: Option<PathBuf>,
 }
 
-impl Cli {
-    /// The command line with the run settings' defaults in their help, taken from the
-    /// [`RunConfig`](crate::config::RunConfig) defaults (the one place they are stated).
-    pub fn command_with_defaults() -> clap::Command {
-        let annotate = |mut command: clap::Command| {
-            for (id, default) in help_defaults() {
-                command = command.mut_arg(id, |arg| {
-                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-                    arg.help(format!("{help} [default: {default}]"))
-                });
-            }
-            command
-        };
-        // A resumed run keeps the settings of its config.toml; only the data may have moved.
-        let mut command = annotate(Cli::command());
-        for (id, _) in help_defaults() {
-            if id != "data_dir" {
-                command = command.mut_arg("resume", |arg| arg.conflicts_with(id));
+/// The id of `--set`.
+const SET: &str = "set";
+
+/// Each setting's flag, from its declaration (`crate::config`): the help says the default, the
+/// value is checked as it is parsed, and `--set section.key=value` reaches every setting.
+impl Args for RunArgs {
+    fn augment_args(mut command: clap::Command) -> clap::Command {
+        for setting in settings() {
+            command = command.arg(flag(setting));
+        }
+        command.arg(
+            Arg::new(SET)
+                .long("set")
+                .value_name("KEY=VALUE")
+                .action(ArgAction::Append)
+                .value_parser(parse_set)
+                .help_heading("Run")
+                .help(
+                    "Any setting by its config.toml name, e.g. --set model.depth=32 --set \
+                     optimizer.lr=0.05 (repeatable; wins over the flags)",
+                ),
+        )
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+fn flag(setting: &'static Setting) -> Arg {
+    let help = setting
+        .help
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let arg = Arg::new(setting.key)
+        .long(setting.flag)
+        .value_name(setting.name().to_uppercase())
+        .help_heading(setting.heading)
+        .help(format!(
+            "{help} [default: {}; --set {}]",
+            setting.default_text(),
+            setting.key
+        ))
+        .value_parser(move |text: &str| setting.parse(text));
+    if setting.switch {
+        arg.num_args(0..=1).default_missing_value("true")
+    } else {
+        arg
+    }
+}
+
+/// `KEY=VALUE` of `--set`, the key a declared setting and the value one of its values.
+fn parse_set(text: &str) -> Result<(&'static str, toml::Value), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE (e.g. optimizer.lr=0.05)"))?;
+    let setting = setting(key.trim()).map_err(|error| error.to_string())?;
+    Ok((setting.key, setting.parse(value)?))
+}
+
+impl FromArgMatches for RunArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = RunArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for setting in settings() {
+            if let Some(value) = matches.get_one::<toml::Value>(setting.key) {
+                self.insert(setting.key, value.clone());
             }
         }
-        command.mut_subcommand("sweep", annotate)
+        for (key, value) in matches
+            .get_many::<(&'static str, toml::Value)>(SET)
+            .into_iter()
+            .flatten()
+        {
+            self.insert(key, value.clone());
+        }
+        Ok(())
+    }
+}
+
+impl Cli {
+    /// The command line, with `--resume` refusing every setting but the data folder: a resumed
+    /// run keeps the settings of its config.toml; only the data may have moved.
+    pub fn command_with_defaults() -> clap::Command {
+        let mut command = Cli::command().mut_arg("resume", |arg| arg.conflicts_with(SET));
+        for setting in settings() {
+            if setting.key != "data.dir" {
+                command = command.mut_arg("resume", |arg| arg.conflicts_with(setting.key));
+            }
+        }
+        command
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(arguments: &[&str]) -> RunArgs {
+        let matches = Cli::command_with_defaults()
+            .try_get_matches_from([&["train"], arguments].concat())
+            .unwrap_or_else(|error| panic!("{arguments:?}: {error}"));
+        Cli::from_arg_matches(&matches).unwrap().run
+    }
+
+    /// Every declared setting: its flag, its `--set` form and its TOML key give the same
+    /// value, and that value is the example, not the default — so a new setting is tested by
+    /// being declared.
+    #[test]
+    fn every_setting_reads_alike_from_flag_set_and_toml() {
+        let defaults = RunArgs::default().resolve_unchecked();
+        for setting in settings() {
+            let flag = format!("--{}={}", setting.flag, setting.example);
+            let by_flag = parse(&[&flag]).resolve_unchecked();
+            let set = format!("{}={}", setting.key, setting.example);
+            let by_set = parse(&["--set", &set]).resolve_unchecked();
+            let value = setting.parse(setting.example).unwrap();
+            let (section, name) = setting.key.rsplit_once('.').unwrap_or(("", setting.key));
+            let header = if section.is_empty() {
+                String::new()
+            } else {
+                format!("[{section}]\n")
+            };
+            let text = format!("{header}{name} = {value}\n");
+            let by_toml = RunArgs::from_toml(&text, std::path::Path::new("r.toml"))
+                .unwrap_or_else(|error| panic!("{}: {error}", setting.key))
+                .resolve_unchecked();
+            assert_eq!(by_flag, by_set, "{}", setting.key);
+            assert_eq!(by_flag, by_toml, "{}", setting.key);
+            assert_eq!(by_flag.value(setting.key), Some(value), "{}", setting.key);
+            assert_ne!(
+                by_flag, defaults,
+                "{}: the example is the default",
+                setting.key
+            );
+        }
+    }
+
+    #[test]
+    fn switches_stand_alone_and_set_wins_over_a_flag() {
+        let config = parse(&["--nesterov", "--lr", "0.3", "--set", "optimizer.lr=0.2"])
+            .resolve()
+            .unwrap();
+        assert!(config.optimizer.nesterov);
+        assert_eq!(config.optimizer.lr, 0.2);
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_refused_by_name() {
+        for (arguments, expected) in [
+            (
+                &["--set", "optimizer.lrr=0.1"][..],
+                "did you mean 'optimizer.lr'",
+            ),
+            (&["--set", "optimizer.lr"][..], "is not KEY=VALUE"),
+            (&["--lr", "fast"][..], "--lr"),
+            (&["--conv", "fft"][..], "unknown convolution algorithm"),
+        ] {
+            let error = Cli::command_with_defaults()
+                .try_get_matches_from([&["train"], arguments].concat())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{arguments:?}: {error}");
+        }
     }
 }

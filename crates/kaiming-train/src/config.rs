@@ -1,11 +1,12 @@
-//! Run settings: flags, TOML recipes, defaults, and the fully resolved `config.toml` of a run.
+//! Run settings: each declared once, with its section, name, type, default, flag and help.
 //!
-//! The settings come in sections — model, optimizer, schedule, data, monitor — plus a few that
-//! concern the whole run (init, seed, backend, precision, logging). Each section exists twice:
-//! as `…Args`, every field optional (flags, a `--config` recipe), and as `…Settings`, every field
-//! resolved. The defaults are stated once, in the `Default` impls of the `…Settings` types;
-//! `--help` shows them from there ([`help_defaults`]). A recipe and `config.toml` share one
-//! format, so `--config runs/NAME/config.toml` repeats a run exactly:
+//! From that one declaration ([`section!`]) come the resolved settings (`RunConfig` and its
+//! sections, which are `config.toml`), their defaults, the table of [`Setting`]s that the
+//! command line, `--set section.key=value`, `--help` and grid sweeps read, and the test that
+//! every setting's flag, `--set` form and TOML key agree. Settings are given in layers, each a
+//! TOML table ([`RunArgs`]): the defaults, under the kernel variables of the environment, under a
+//! `--config` recipe, under the flags and `--set`. A recipe and `config.toml` share one format,
+//! so `--config runs/NAME/config.toml` repeats a run exactly:
 //!
 //! ```toml
 //! init = "he"
@@ -23,647 +24,635 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail, ensure};
-use clap::Args;
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use kaiming_init::Scheme;
+use kaiming_kernels::{ConvAlgorithm, ConvChoice, IsaChoice, KernelChoice};
 use kaiming_resnet::{Branch, LsuvConfig, ModelConfig, ModelName, Norm, StemKind};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::monitor::MonitorSettings;
 use crate::precision::Precision;
 use crate::schedule::{Schedule, ScheduleKind};
 
-/// Every setting of a training run, as given on the command line or in a `--config` TOML file.
+/// One setting, as the command line, recipes, `--help` and sweeps address it.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// `section.name` (`name` at the top level): the TOML key and the `--set` name.
+    pub key: &'static str,
+    /// The flag, without its dashes.
+    pub flag: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// The `--help` heading it is listed under.
+    pub heading: &'static str,
+    /// A valid value other than the default, as text (the agreement test sets it three ways).
+    pub example: &'static str,
+    /// Whether the flag alone means `true` (`--nesterov`).
+    pub switch: bool,
+    parse: fn(&str) -> Result<toml::Value, String>,
+    default: fn() -> String,
+}
+
+impl Setting {
+    /// The value a flag's or `--set`'s text stands for, as TOML holds it.
+    pub fn parse(&self, text: &str) -> Result<toml::Value, String> {
+        (self.parse)(text)
+    }
+
+    /// The default, as `--help` shows it.
+    pub fn default_text(&self) -> String {
+        (self.default)()
+    }
+
+    /// The last part of the key (`depth` of `model.depth`): what a grid run's name uses.
+    pub fn name(&self) -> &'static str {
+        self.key.rsplit('.').next().unwrap_or(self.key)
+    }
+}
+
+/// A type a setting can have: parsed from a flag's text, shown as a default.
+pub trait SettingValue: Sized {
+    /// Whether the flag alone means a value (`true`).
+    const SWITCH: bool = false;
+
+    /// The TOML value `text` stands for, or why it stands for none.
+    fn parse_text(text: &str) -> Result<toml::Value, String>;
+
+    /// How `--help` shows the value.
+    fn show(&self) -> String;
+}
+
+fn to_toml_value<T: Serialize>(value: T) -> Result<toml::Value, String> {
+    toml::Value::try_from(value).map_err(|error| error.to_string())
+}
+
+/// Settings whose text is their `FromStr` and `Display`.
+macro_rules! text_values {
+    ($($type:ty),+ $(,)?) => {$(
+        impl SettingValue for $type {
+            fn parse_text(text: &str) -> Result<toml::Value, String> {
+                to_toml_value(text.trim().parse::<$type>().map_err(|error| error.to_string())?)
+            }
+
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )+};
+}
+
+text_values!(
+    usize,
+    u64,
+    f64,
+    Scheme,
+    Backend,
+    Precision,
+    ModelName,
+    StemKind,
+    Norm,
+    Branch,
+    ScheduleKind,
+    ConvAlgorithm,
+    IsaChoice,
+);
+
+impl SettingValue for bool {
+    const SWITCH: bool = true;
+
+    fn parse_text(text: &str) -> Result<toml::Value, String> {
+        match text.trim() {
+            "true" | "yes" | "on" | "1" => Ok(toml::Value::Boolean(true)),
+            "false" | "no" | "off" | "0" => Ok(toml::Value::Boolean(false)),
+            other => Err(format!("'{other}' is not true or false")),
+        }
+    }
+
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SettingValue for Option<usize> {
+    fn parse_text(text: &str) -> Result<toml::Value, String> {
+        usize::parse_text(text)
+    }
+
+    fn show(&self) -> String {
+        self.map_or("none".to_string(), |n| n.to_string())
+    }
+}
+
+impl SettingValue for Option<PathBuf> {
+    fn parse_text(text: &str) -> Result<toml::Value, String> {
+        match text {
+            "" => Err("an empty path".to_string()),
+            path => Ok(toml::Value::String(path.to_string())),
+        }
+    }
+
+    fn show(&self) -> String {
+        self.as_ref()
+            .map_or("none".to_string(), |p| p.display().to_string())
+    }
+}
+
+impl SettingValue for Vec<f64> {
+    fn parse_text(text: &str) -> Result<toml::Value, String> {
+        let numbers = text
+            .split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(|part| {
+                part.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("'{part}' is not a number"))
+            })
+            .collect::<Result<Vec<f64>, String>>()?;
+        to_toml_value(numbers)
+    }
+
+    fn show(&self) -> String {
+        if self.is_empty() {
+            return "none".to_string();
+        }
+        self.iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Declares one section of settings: the struct (its fields are the TOML keys, absent ones
+/// take their defaults), its `Default`, and its entries in [`SETTINGS`]. Each field is
 ///
-/// All are optional here: a flag wins over the file, the file over the defaults (shown in
-/// `--help`).
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunArgs {
-    /// Init scheme of every conv and linear weight (biases zero, BN γ = 1, β = 0): he,
-    /// he-uniform, he-fan-out, he-trunc, xavier, xavier-uniform, lecun, orthogonal,
-    /// torch-default, …
-    #[arg(long)]
-    pub init: Option<Scheme>,
-    /// Seed of weights, data order and augmentation
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Compute backend: flex, ndarray (CPU); wgpu, vulkan, metal, cuda (GPU, each where its
-    /// cargo feature is compiled in)
-    #[arg(long)]
-    pub backend: Option<Backend>,
-    /// Arithmetic of the forward and backward passes: f32, or f16/bf16 with f32 master weights
-    /// (f16 with dynamic loss scaling), where the device supports it
-    #[arg(long)]
-    pub precision: Option<Precision>,
-    /// Write a train row to metrics.csv every N steps
-    #[arg(long)]
-    pub log_every: Option<usize>,
-    /// Data parallelism: split every batch across N model replicas (--batch-size stays the
-    /// global batch), on N GPUs with --devices, or N replicas on the CPU; batch norm keeps
-    /// per-replica statistics, as PyTorch's DDP without SyncBatchNorm
-    #[arg(long, value_name = "N")]
-    pub replicas: Option<usize>,
-    /// The network.
-    #[command(flatten)]
-    #[serde(default)]
-    pub model: ModelArgs,
-    /// SGD.
-    #[command(flatten)]
-    #[serde(default)]
-    pub optimizer: OptimizerArgs,
-    /// Length and learning-rate schedule.
-    #[command(flatten)]
-    #[serde(default)]
-    pub schedule: ScheduleArgs,
-    /// Images and batches.
-    #[command(flatten)]
-    #[serde(default)]
-    pub data: DataArgs,
-    /// The training-time signal monitor.
-    #[command(flatten)]
-    #[serde(default)]
-    pub monitor: MonitorArgs,
-}
-
-/// The `[monitor]` section, every field optional.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[command(next_help_heading = "Signal monitor")]
-pub struct MonitorArgs {
-    /// Measure per-layer activations, dead ReLUs, gradients and update ratios on a fixed batch
-    /// every N steps (monitor.csv, TensorBoard, diagnoses in summary.json); 0 turns it off
-    #[arg(long = "monitor-every", id = "monitor_every", value_name = "N")]
-    pub every: Option<usize>,
-    /// Images in the monitor's fixed batch (the first training images, unaugmented)
-    #[arg(
-        long = "monitor-batch-size",
-        id = "monitor_batch_size",
-        value_name = "N"
-    )]
-    pub batch_size: Option<usize>,
-    /// Diagnose vanishing when a layer's activation std falls below this fraction of the first
-    /// layer's, or its gradient std below this fraction of the last layer's
-    #[arg(long)]
-    pub vanishing_below: Option<f64>,
-    /// Diagnose exploding above this multiple
-    #[arg(long)]
-    pub exploding_above: Option<f64>,
-    /// Diagnose dead ReLUs when more than this fraction of a layer's channels are dead
-    #[arg(long)]
-    pub dead_above: Option<f64>,
-    /// Diagnose an update ratio ‖Δw‖/‖w‖ below this
-    #[arg(long)]
-    pub update_ratio_min: Option<f64>,
-    /// Diagnose an update ratio above this
-    #[arg(long)]
-    pub update_ratio_max: Option<f64>,
-}
-
-/// The `[model]` section, every field optional.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[command(next_help_heading = "Model")]
-pub struct ModelArgs {
-    /// Model: resnet18…resnet152, resnetN and plainN for any CIFAR depth N = 6n+2 (8, 14,
-    /// 20…1202), plain-resnet18…plain-resnet152, plaincnn
-    #[arg(id = "model", long = "model", value_name = "MODEL")]
-    pub name: Option<ModelName>,
-    /// Weight layers of plaincnn
-    #[arg(long)]
-    pub depth: Option<usize>,
-    /// First-stage width of plaincnn
-    #[arg(long)]
-    pub width: Option<usize>,
-    /// Stem of resnet18…152 and plain-resnet*: cifar (3×3 conv) or imagenet (7×7/2 + pool)
-    #[arg(long)]
-    pub stem: Option<StemKind>,
-    /// Normalisation: batch or none
-    #[arg(long)]
-    pub norm: Option<Norm>,
-    /// Start every residual branch at zero: last BN γ of each block = 0 (Goyal et al. 2017)
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub zero_init_residual: Option<bool>,
-    /// Residual branches for deep nets without batch norm: standard (x + F(x)), skipinit
-    /// (x + α·F(x), α = 0 at init; De & Smith 2020) or fixup (zero-init last layers, scaled He,
-    /// scalar biases; Zhang et al. 2019, needs --norm none)
-    #[arg(long = "residual", value_name = "BRANCH")]
-    pub residual: Option<Branch>,
-    /// After --init, rescale each conv/linear layer from the input on until its output variance
-    /// on the first training batch is 1 (LSUV; Mishkin & Matas 2016); biases start at zero
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub lsuv: Option<bool>,
-    /// LSUV: how far from 1 a layer's output variance may stay
-    #[arg(long)]
-    pub lsuv_tolerance: Option<f64>,
-    /// LSUV: rescalings per layer at most
-    #[arg(long)]
-    pub lsuv_max_iterations: Option<usize>,
-    /// Start from these weights (a torchvision state dict, .pth or .safetensors, or a `train
-    /// export`) instead of --init; what the file does not provide (a head with another class
-    /// count) gets --init
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-}
-
-/// The `[optimizer]` section, every field optional.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[command(next_help_heading = "Optimizer (SGD)")]
-pub struct OptimizerArgs {
-    /// Peak learning rate
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// SGD momentum, without dampening as in PyTorch
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// Nesterov momentum
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub nesterov: Option<bool>,
-    /// L2 weight decay, on every parameter as in the papers
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-}
-
-/// The `[schedule]` section, every field optional.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[command(next_help_heading = "Schedule")]
-pub struct ScheduleArgs {
-    /// Epochs to train
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Learning-rate schedule: constant, cosine, multistep
-    #[arg(id = "schedule", long = "schedule", value_name = "SCHEDULE")]
-    pub kind: Option<ScheduleKind>,
-    /// Epochs at which multistep multiplies the rate by --gamma, e.g. 91,136
-    #[arg(long, value_delimiter = ',')]
-    pub milestones: Option<Vec<f64>>,
-    /// Factor applied at each milestone
-    #[arg(long)]
-    pub gamma: Option<f64>,
-    /// Epochs of linear warm-up before the schedule (fractions allowed)
-    #[arg(long)]
-    pub warmup_epochs: Option<f64>,
-}
-
-/// The `[data]` section, every field optional.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[command(next_help_heading = "Data")]
-pub struct DataArgs {
-    /// CIFAR-10 folder (cifar-10-batches-bin); else CIFAR10_DIR, ./datasets, burn's cache, or a
-    /// download
-    #[arg(id = "data_dir", long = "data-dir", value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// Images per optimizer step
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Train on the first N training images only, for quick runs
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Evaluate on the first N images of the evaluation split only
-    #[arg(long)]
-    pub eval_limit: Option<usize>,
-    /// Hold out N training images as validation and evaluate on them instead of the test set
-    /// (the paper's 45k/5k split is 5000)
-    #[arg(long)]
-    pub val_split: Option<usize>,
-}
-
-/// The resolved settings of a run: what `config.toml` in the run folder holds, so that
-/// `--config runs/NAME/config.toml` repeats the run exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
-    /// Weight init scheme.
-    pub init: Scheme,
-    /// Seed of everything random.
-    pub seed: u64,
-    /// Compute backend.
-    pub backend: Backend,
-    /// Arithmetic precision (absent in runs made before it existed: f32).
-    #[serde(default)]
-    pub precision: Precision,
-    /// Steps per train row in metrics.csv.
-    pub log_every: usize,
-    /// Model replicas sharing each batch (absent in runs made before they existed: 1).
-    #[serde(default = "one")]
-    pub replicas: usize,
-    /// The network.
-    pub model: ModelSettings,
-    /// SGD.
-    pub optimizer: OptimizerSettings,
-    /// Length and learning-rate schedule.
-    pub schedule: ScheduleSettings,
-    /// Images and batches.
-    pub data: DataSettings,
-    /// The signal monitor (absent in runs made before it existed: the defaults).
-    #[serde(default)]
-    pub monitor: MonitorSettings,
-}
-
-/// The `[model]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSettings {
-    /// Model name.
-    pub name: ModelName,
-    /// Weight layers of plaincnn.
-    pub depth: usize,
-    /// First-stage width of plaincnn.
-    pub width: usize,
-    /// Stem of the torchvision-layout nets.
-    pub stem: StemKind,
-    /// Normalisation.
-    pub norm: Norm,
-    /// Zero-init the last BN γ of each residual branch.
-    pub zero_init_residual: bool,
-    /// How residual branches join their shortcuts (absent in runs made before it existed:
-    /// standard).
-    #[serde(default)]
-    pub residual: Branch,
-    /// Whether LSUV follows the init (absent in runs made before it existed: no).
-    #[serde(default)]
-    pub lsuv: bool,
-    /// LSUV's tolerance on each layer's output variance.
-    #[serde(default = "lsuv_tolerance")]
-    pub lsuv_tolerance: f64,
-    /// LSUV's rescalings per layer at most.
-    #[serde(default = "lsuv_max_iterations")]
-    pub lsuv_max_iterations: usize,
-    /// Weights the run starts from; `None` starts from `init`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weights: Option<PathBuf>,
-}
-
-/// The `[optimizer]` section: SGD with momentum and L2 weight decay.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptimizerSettings {
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Momentum.
-    pub momentum: f64,
-    /// Nesterov momentum.
-    pub nesterov: bool,
-    /// L2 weight decay.
-    pub weight_decay: f64,
-}
-
-/// The `[schedule]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleSettings {
-    /// Epochs to train.
-    pub epochs: usize,
-    /// Shape of the learning rate over the run.
-    pub kind: ScheduleKind,
-    /// Multistep milestones, in epochs.
-    pub milestones: Vec<f64>,
-    /// Multistep factor.
-    pub gamma: f64,
-    /// Warm-up, in epochs.
-    pub warmup_epochs: f64,
-}
-
-/// The `[data]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataSettings {
-    /// Data folder given by flag or file; `None` searches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<PathBuf>,
-    /// Images per step.
-    pub batch_size: usize,
-    /// Training images used; `None` is all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_limit: Option<usize>,
-    /// Evaluation images used; `None` is all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eval_limit: Option<usize>,
-    /// Validation images held out of training; 0 evaluates on the test set.
-    pub val_split: usize,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            init: Scheme::default(),
-            seed: 0,
-            backend: Backend::default(),
-            precision: Precision::default(),
-            log_every: 50,
-            replicas: 1,
-            model: ModelSettings::default(),
-            optimizer: OptimizerSettings::default(),
-            schedule: ScheduleSettings::default(),
-            data: DataSettings::default(),
-            monitor: MonitorSettings::default(),
+/// ```text
+/// /// help (the flag's, and the field's doc)
+/// name: Type = default, flag "flag-name", example "a valid other value";
+/// ```
+///
+/// with `shown "text"` after the flag where `--help` should describe the default in words, and
+/// `derive Copy` after the heading for a section of plain values.
+macro_rules! section {
+    (
+        $(#[doc = $doc:literal])+
+        pub struct $name:ident in $prefix:literal, heading $heading:literal $(, derive $copy:ident)? {
+            $(
+                $(#[doc = $help:literal])+
+                $(#[serde($($serde:tt)*)])?
+                $field:ident: $type:ty = $default:expr,
+                    flag $flag:literal $(, shown $shown:literal)?, example $example:literal;
+            )*
         }
-    }
-}
-
-impl Default for ModelSettings {
-    fn default() -> Self {
-        ModelSettings {
-            name: ModelName::ResNet(18),
-            depth: 30,
-            width: 16,
-            stem: StemKind::Cifar,
-            norm: Norm::default(),
-            zero_init_residual: false,
-            residual: Branch::Standard,
-            lsuv: false,
-            lsuv_tolerance: lsuv_tolerance(),
-            lsuv_max_iterations: lsuv_max_iterations(),
-            weights: None,
+        $(sections {
+            $($(#[doc = $section_doc:literal])+ $section:ident: $section_type:ty),* $(,)?
+        })?
+    ) => {
+        $(#[doc = $doc])+
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize $(, $copy)?)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            $(
+                $(#[doc = $help])+
+                $(#[serde($($serde)*)])?
+                pub $field: $type,
+            )*
+            $($(
+                $(#[doc = $section_doc])+
+                pub $section: $section_type,
+            )*)?
         }
-    }
-}
 
-impl Default for OptimizerSettings {
-    fn default() -> Self {
-        OptimizerSettings {
-            lr: 0.1,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 5e-4,
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    $($field: $default,)*
+                    $($($section: <$section_type>::default(),)*)?
+                }
+            }
         }
-    }
-}
 
-impl Default for ScheduleSettings {
-    fn default() -> Self {
-        ScheduleSettings {
-            epochs: 30,
-            kind: ScheduleKind::Cosine,
-            milestones: Vec::new(),
-            gamma: 0.1,
-            warmup_epochs: 0.0,
-        }
-    }
-}
-
-impl Default for DataSettings {
-    fn default() -> Self {
-        DataSettings {
-            dir: None,
-            batch_size: 128,
-            train_limit: None,
-            eval_limit: None,
-            val_split: 0,
-        }
-    }
-}
-
-fn lsuv_tolerance() -> f64 {
-    LsuvConfig::new().tolerance
-}
-
-fn lsuv_max_iterations() -> usize {
-    LsuvConfig::new().max_iterations
-}
-
-fn one() -> usize {
-    1
-}
-
-/// The default each run flag shows in `--help`, by argument id, read from the `Default` impls
-/// above so that the help and the behaviour cannot disagree.
-pub fn help_defaults() -> Vec<(&'static str, String)> {
-    let d = RunConfig::default();
-    let list = |v: &[f64]| {
-        if v.is_empty() {
-            "none".to_string()
-        } else {
-            v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
+        impl $name {
+            /// This section's settings and its subsections', in declaration order.
+            fn declare(settings: &mut Vec<Setting>) {
+                $(settings.push(Setting {
+                    key: concat!($prefix, stringify!($field)),
+                    flag: $flag,
+                    help: concat!($($help),+),
+                    heading: $heading,
+                    example: $example,
+                    switch: <$type as SettingValue>::SWITCH,
+                    parse: <$type as SettingValue>::parse_text,
+                    default: || {
+                        let words: Option<&str> = None $(.or(Some($shown)))?;
+                        words.map_or_else(
+                            || SettingValue::show(&<$name>::default().$field),
+                            str::to_string,
+                        )
+                    },
+                });)*
+                $($(<$section_type>::declare(settings);)*)?
+            }
         }
     };
-    let limit = |v: Option<usize>| v.map_or("all".to_string(), |n| n.to_string());
-    vec![
-        ("init", d.init.to_string()),
-        ("seed", d.seed.to_string()),
-        ("backend", d.backend.to_string()),
-        ("precision", d.precision.to_string()),
-        ("log_every", d.log_every.to_string()),
-        ("replicas", d.replicas.to_string()),
-        ("model", d.model.name.to_string()),
-        ("depth", d.model.depth.to_string()),
-        ("width", d.model.width.to_string()),
-        ("stem", d.model.stem.to_string()),
-        ("norm", d.model.norm.to_string()),
-        ("zero_init_residual", d.model.zero_init_residual.to_string()),
-        ("residual", d.model.residual.to_string()),
-        ("lsuv", d.model.lsuv.to_string()),
-        ("lsuv_tolerance", d.model.lsuv_tolerance.to_string()),
-        (
-            "lsuv_max_iterations",
-            d.model.lsuv_max_iterations.to_string(),
-        ),
-        (
-            "weights",
-            d.model
-                .weights
-                .map_or("none: --init".to_string(), |p| p.display().to_string()),
-        ),
-        ("lr", d.optimizer.lr.to_string()),
-        ("momentum", d.optimizer.momentum.to_string()),
-        ("nesterov", d.optimizer.nesterov.to_string()),
-        ("weight_decay", d.optimizer.weight_decay.to_string()),
-        ("epochs", d.schedule.epochs.to_string()),
-        ("schedule", d.schedule.kind.to_string()),
-        ("milestones", list(&d.schedule.milestones)),
-        ("gamma", d.schedule.gamma.to_string()),
-        ("warmup_epochs", d.schedule.warmup_epochs.to_string()),
-        (
-            "data_dir",
-            d.data
-                .dir
-                .map_or("search".to_string(), |p| p.display().to_string()),
-        ),
-        ("batch_size", d.data.batch_size.to_string()),
-        ("train_limit", limit(d.data.train_limit)),
-        ("eval_limit", limit(d.data.eval_limit)),
-        ("val_split", d.data.val_split.to_string()),
-        ("monitor_every", d.monitor.every.to_string()),
-        ("monitor_batch_size", d.monitor.batch_size.to_string()),
-        ("vanishing_below", d.monitor.vanishing_below.to_string()),
-        ("exploding_above", d.monitor.exploding_above.to_string()),
-        ("dead_above", d.monitor.dead_above.to_string()),
-        ("update_ratio_min", d.monitor.update_ratio_min.to_string()),
-        ("update_ratio_max", d.monitor.update_ratio_max.to_string()),
-    ]
 }
 
-/// Parses TOML into `T`, naming `origin` and the line of a syntax or type error.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
-    toml::from_str(text).map_err(|error| {
-        let line = error.span().map(|span| {
-            text.get(..span.start)
-                .unwrap_or(text)
-                .lines()
-                .count()
-                .max(1)
-        });
-        match line {
-            Some(line) => anyhow::anyhow!("{}:{line}: {}", origin.display(), error.message()),
-            None => anyhow::anyhow!("{}: {}", origin.display(), error.message()),
+section! {
+    /// The resolved settings of a run: what `config.toml` in the run folder holds, so that
+    /// `--config runs/NAME/config.toml` repeats the run exactly. A key absent from a file (a run
+    /// made before the setting existed) takes its default.
+    pub struct RunConfig in "", heading "Run" {
+        /// Init scheme of every conv and linear weight (biases zero, BN γ = 1, β = 0): he,
+        /// he-uniform, he-fan-out, he-trunc, xavier, xavier-uniform, lecun, orthogonal,
+        /// torch-default, …
+        init: Scheme = Scheme::default(), flag "init", example "xavier";
+        /// Seed of weights, data order and augmentation
+        seed: u64 = 0, flag "seed", example "7";
+        /// Compute backend: flex, ndarray (CPU); wgpu, vulkan, metal, cuda (GPU, each where its
+        /// cargo feature is compiled in)
+        backend: Backend = Backend::default(), flag "backend", example "ndarray";
+        /// Arithmetic of the forward and backward passes: f32, or f16/bf16 with f32 master
+        /// weights (f16 with dynamic loss scaling), where the device supports it
+        precision: Precision = Precision::default(), flag "precision", example "bf16";
+        /// Write a train row to metrics.csv every N steps
+        log_every: usize = 50, flag "log-every", example "10";
+        /// Data parallelism: split every batch across N model replicas (--batch-size stays the
+        /// global batch), on N GPUs with --devices, or N replicas on the CPU; batch norm keeps
+        /// per-replica statistics, as PyTorch's DDP without SyncBatchNorm
+        replicas: usize = 1, flag "replicas", example "2";
+    }
+    sections {
+        /// The network.
+        model: ModelSettings,
+        /// SGD.
+        optimizer: OptimizerSettings,
+        /// Length and learning-rate schedule.
+        schedule: ScheduleSettings,
+        /// Images and batches.
+        data: DataSettings,
+        /// The signal monitor.
+        monitor: MonitorSettings,
+        /// How the CPU computes (the flex backend's kernels).
+        kernels: KernelSettings,
+    }
+}
+
+section! {
+    /// The `[model]` section.
+    pub struct ModelSettings in "model.", heading "Model" {
+        /// Model: resnet18…resnet152, resnetN and plainN for any CIFAR depth N = 6n+2 (8, 14,
+        /// 20…1202), plain-resnet18…plain-resnet152, plaincnn
+        name: ModelName = ModelName::ResNet(18), flag "model", example "resnet20";
+        /// Weight layers of plaincnn
+        depth: usize = 30, flag "depth", example "12";
+        /// First-stage width of plaincnn
+        width: usize = 16, flag "width", example "8";
+        /// Stem of resnet18…152 and plain-resnet*: cifar (3×3 conv) or imagenet (7×7/2 + pool)
+        stem: StemKind = StemKind::Cifar, flag "stem", example "imagenet";
+        /// Normalisation: batch or none
+        norm: Norm = Norm::default(), flag "norm", example "none";
+        /// Start every residual branch at zero: last BN γ of each block = 0 (Goyal et al. 2017)
+        zero_init_residual: bool = false, flag "zero-init-residual", example "true";
+        /// Residual branches for deep nets without batch norm: standard (x + F(x)), skipinit
+        /// (x + α·F(x), α = 0 at init; De & Smith 2020) or fixup (zero-init last layers,
+        /// scaled He, scalar biases; Zhang et al. 2019, needs --norm none)
+        residual: Branch = Branch::Standard, flag "residual", example "skipinit";
+        /// After --init, rescale each conv/linear layer from the input on until its output
+        /// variance on the first training batch is 1 (LSUV; Mishkin & Matas 2016); biases start
+        /// at zero
+        lsuv: bool = false, flag "lsuv", example "true";
+        /// LSUV: how far from 1 a layer's output variance may stay
+        lsuv_tolerance: f64 = LsuvConfig::new().tolerance, flag "lsuv-tolerance", example "0.05";
+        /// LSUV: rescalings per layer at most
+        lsuv_max_iterations: usize = LsuvConfig::new().max_iterations,
+            flag "lsuv-max-iterations", example "3";
+        /// Start from these weights (a torchvision state dict, .pth or .safetensors, or a
+        /// `train export`) instead of --init; what the file does not provide (a head with
+        /// another class count) gets --init
+        #[serde(skip_serializing_if = "Option::is_none")]
+        weights: Option<PathBuf> = None, flag "weights", shown "none: --init",
+            example "weights.safetensors";
+    }
+}
+
+section! {
+    /// The `[optimizer]` section: SGD with momentum and L2 weight decay.
+    pub struct OptimizerSettings in "optimizer.", heading "Optimizer (SGD)" {
+        /// Peak learning rate
+        lr: f64 = 0.1, flag "lr", example "0.05";
+        /// SGD momentum, without dampening as in PyTorch
+        momentum: f64 = 0.9, flag "momentum", example "0.5";
+        /// Nesterov momentum
+        nesterov: bool = false, flag "nesterov", example "true";
+        /// L2 weight decay, on every parameter as in the papers
+        weight_decay: f64 = 5e-4, flag "weight-decay", example "0.0001";
+    }
+}
+
+section! {
+    /// The `[schedule]` section.
+    pub struct ScheduleSettings in "schedule.", heading "Schedule" {
+        /// Epochs to train
+        epochs: usize = 30, flag "epochs", example "3";
+        /// Learning-rate schedule: constant, cosine, multistep
+        kind: ScheduleKind = ScheduleKind::Cosine, flag "schedule", example "constant";
+        /// Epochs at which multistep multiplies the rate by --gamma, e.g. 91,136
+        milestones: Vec<f64> = Vec::new(), flag "milestones", example "10,20";
+        /// Factor applied at each milestone
+        gamma: f64 = 0.1, flag "gamma", example "0.2";
+        /// Epochs of linear warm-up before the schedule (fractions allowed)
+        warmup_epochs: f64 = 0.0, flag "warmup-epochs", example "0.5";
+    }
+}
+
+section! {
+    /// The `[data]` section.
+    pub struct DataSettings in "data.", heading "Data" {
+        /// CIFAR-10 folder (cifar-10-batches-bin); else CIFAR10_DIR, ./datasets, burn's cache,
+        /// or a download
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dir: Option<PathBuf> = None, flag "data-dir", shown "search", example "cifar";
+        /// Images per optimizer step
+        batch_size: usize = 128, flag "batch-size", example "64";
+        /// Train on the first N training images only, for quick runs
+        #[serde(skip_serializing_if = "Option::is_none")]
+        train_limit: Option<usize> = None, flag "train-limit", shown "all", example "500";
+        /// Evaluate on the first N images of the evaluation split only
+        #[serde(skip_serializing_if = "Option::is_none")]
+        eval_limit: Option<usize> = None, flag "eval-limit", shown "all", example "200";
+        /// Hold out N training images as validation and evaluate on them instead of the test
+        /// set (the paper's 45k/5k split is 5000)
+        val_split: usize = 0, flag "val-split", example "5000";
+    }
+}
+
+section! {
+    /// The `[monitor]` section: the training-time signal monitor.
+    pub struct MonitorSettings in "monitor.", heading "Signal monitor", derive Copy {
+        /// Measure per-layer activations, dead ReLUs, gradients and update ratios on a fixed
+        /// batch every N steps (monitor.csv, TensorBoard, diagnoses in summary.json); 0 turns
+        /// it off
+        every: usize = 100, flag "monitor-every", example "10";
+        /// Images in the monitor's fixed batch (the first training images, unaugmented)
+        batch_size: usize = 64, flag "monitor-batch-size", example "16";
+        /// Diagnose vanishing when a layer's activation std falls below this fraction of the
+        /// first layer's, or its gradient std below this fraction of the last layer's
+        vanishing_below: f64 = 1e-3, flag "vanishing-below", example "0.01";
+        /// Diagnose exploding above this multiple
+        exploding_above: f64 = 1e3, flag "exploding-above", example "100";
+        /// Diagnose dead ReLUs when more than this fraction of a layer's channels are dead
+        dead_above: f64 = 0.5, flag "dead-above", example "0.9";
+        /// Diagnose an update ratio ‖Δw‖/‖w‖ below this
+        update_ratio_min: f64 = 1e-5, flag "update-ratio-min", example "0.000001";
+        /// Diagnose an update ratio above this
+        update_ratio_max: f64 = 1e-1, flag "update-ratio-max", example "0.5";
+    }
+}
+
+section! {
+    /// The `[kernels]` section: how the flex backend computes on the CPU. The environment
+    /// variables `KAIMING_CONV`, `KAIMING_CONV_ISA` and `KAIMING_KERNELS=burn` set the same
+    /// (a recipe and the flags win over them); every run records what it used.
+    pub struct KernelSettings in "kernels.", heading "CPU kernels" {
+        /// Convolution algorithm: auto (by the measured rules), gemm (im2col GEMMs) or direct
+        /// (the direct kernels wherever they apply)
+        conv: ConvAlgorithm = ConvAlgorithm::Auto, flag "conv", example "gemm";
+        /// Instruction set of the direct kernels: auto (the widest the CPU has), avx512 or avx2
+        /// (refused at start on a CPU without it)
+        isa: IsaChoice = IsaChoice::Auto, flag "conv-isa", example "avx2";
+        /// Compute everything with burn's own operations instead of this project's kernels
+        burn: bool = false, flag "burn-kernels", example "true";
+    }
+}
+
+impl KernelSettings {
+    /// The kernels' choice these settings make.
+    pub fn choice(&self) -> KernelChoice {
+        KernelChoice {
+            burn: self.burn,
+            conv: ConvChoice {
+                algorithm: self.conv,
+                isa: self.isa.forced(),
+            },
         }
+    }
+
+    /// The environment's kernel variables as a layer of settings, naming a bad one.
+    fn environment_layer() -> Result<toml::Table> {
+        let choice = kaiming_kernels::from_environment().map_err(|error| anyhow!(error))?;
+        let defaults = KernelSettings::default();
+        let mut layer = RunArgs::default();
+        if choice.burn != defaults.burn {
+            layer.insert("kernels.burn", toml::Value::Boolean(choice.burn));
+        }
+        if choice.conv.algorithm != defaults.conv {
+            layer.insert(
+                "kernels.conv",
+                to_toml_value(choice.conv.algorithm).map_err(|e| anyhow!(e))?,
+            );
+        }
+        if let Some(isa) = choice.conv.isa {
+            layer.insert("kernels.isa", toml::Value::String(isa.to_string()));
+        }
+        Ok(layer.given)
+    }
+}
+
+/// Every setting, in declaration order: the top level, then each section.
+pub fn settings() -> &'static [Setting] {
+    static SETTINGS: std::sync::OnceLock<Vec<Setting>> = std::sync::OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        let mut settings = Vec::new();
+        RunConfig::declare(&mut settings);
+        settings
     })
 }
 
-/// Reads a TOML file into `T`, naming the file on every error.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes =
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", path.display()))?;
-    parse_toml(text, path)
+/// The setting named `key`, or an error naming the nearest one.
+pub fn setting(key: &str) -> Result<&'static Setting> {
+    settings()
+        .iter()
+        .find(|setting| setting.key == key)
+        .ok_or_else(|| {
+            let nearest = settings()
+                .iter()
+                .min_by_key(|setting| edit_distance(key, setting.key))
+                .map_or("", |setting| setting.key);
+            anyhow!("unknown setting '{key}' (did you mean '{nearest}'?)")
+        })
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Settings given so far — by flags, `--set`, a recipe or a sweep's grid — as a TOML table;
+/// what none gives takes its default in [`RunArgs::resolve`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunArgs {
+    given: toml::Table,
 }
 
 impl RunArgs {
-    /// Reads a TOML recipe, naming the file and the line of a syntax or type error.
+    /// Reads a TOML recipe (or a run's `config.toml`), naming the file, and the line of a
+    /// syntax error, an unknown key or a value of the wrong type.
     pub fn from_file(path: &Path) -> Result<Self> {
-        read_toml(path)
+        let text = read_text(path)?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses a recipe's text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        // Typed once for the errors (line, key, expected type), kept as the table it is.
+        parse_toml::<RunConfig>(text, origin)?;
+        let given = parse_toml(text, origin)?;
+        Ok(RunArgs { given })
+    }
+
+    /// Sets `key` from the text of a flag, `--set` or a grid: an unknown key names the nearest
+    /// real one, a bad value the key.
+    pub fn set(&mut self, key: &str, text: &str) -> Result<()> {
+        let setting = setting(key)?;
+        let value = setting
+            .parse(text)
+            .map_err(|error| anyhow!("{key}={text}: {error}"))?;
+        self.insert(setting.key, value);
+        Ok(())
+    }
+
+    /// Sets `key` (a declared one) to `value`.
+    pub fn insert(&mut self, key: &str, value: toml::Value) {
+        let mut table = &mut self.given;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                table.insert(part.to_string(), value);
+                return;
+            }
+            let entry = table
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            table = entry.as_table_mut().expect("made a table above");
+        }
+    }
+
+    /// Whether `key` is given.
+    pub fn is_given(&self, key: &str) -> bool {
+        let mut value = None;
+        let mut table = Some(&self.given);
+        for part in key.split('.') {
+            value = table.and_then(|table| table.get(part));
+            table = value.and_then(toml::Value::as_table);
+        }
+        value.is_some()
     }
 
     /// These settings, with `base` filling the ones not given here.
     pub fn or(self, base: RunArgs) -> RunArgs {
-        RunArgs {
-            init: self.init.or(base.init),
-            seed: self.seed.or(base.seed),
-            backend: self.backend.or(base.backend),
-            precision: self.precision.or(base.precision),
-            log_every: self.log_every.or(base.log_every),
-            replicas: self.replicas.or(base.replicas),
-            model: ModelArgs {
-                name: self.model.name.or(base.model.name),
-                depth: self.model.depth.or(base.model.depth),
-                width: self.model.width.or(base.model.width),
-                stem: self.model.stem.or(base.model.stem),
-                norm: self.model.norm.or(base.model.norm),
-                zero_init_residual: self
-                    .model
-                    .zero_init_residual
-                    .or(base.model.zero_init_residual),
-                residual: self.model.residual.or(base.model.residual),
-                lsuv: self.model.lsuv.or(base.model.lsuv),
-                lsuv_tolerance: self.model.lsuv_tolerance.or(base.model.lsuv_tolerance),
-                lsuv_max_iterations: self
-                    .model
-                    .lsuv_max_iterations
-                    .or(base.model.lsuv_max_iterations),
-                weights: self.model.weights.or(base.model.weights),
-            },
-            optimizer: OptimizerArgs {
-                lr: self.optimizer.lr.or(base.optimizer.lr),
-                momentum: self.optimizer.momentum.or(base.optimizer.momentum),
-                nesterov: self.optimizer.nesterov.or(base.optimizer.nesterov),
-                weight_decay: self.optimizer.weight_decay.or(base.optimizer.weight_decay),
-            },
-            schedule: ScheduleArgs {
-                epochs: self.schedule.epochs.or(base.schedule.epochs),
-                kind: self.schedule.kind.or(base.schedule.kind),
-                milestones: self.schedule.milestones.or(base.schedule.milestones),
-                gamma: self.schedule.gamma.or(base.schedule.gamma),
-                warmup_epochs: self.schedule.warmup_epochs.or(base.schedule.warmup_epochs),
-            },
-            data: DataArgs {
-                dir: self.data.dir.or(base.data.dir),
-                batch_size: self.data.batch_size.or(base.data.batch_size),
-                train_limit: self.data.train_limit.or(base.data.train_limit),
-                eval_limit: self.data.eval_limit.or(base.data.eval_limit),
-                val_split: self.data.val_split.or(base.data.val_split),
-            },
-            monitor: MonitorArgs {
-                every: self.monitor.every.or(base.monitor.every),
-                batch_size: self.monitor.batch_size.or(base.monitor.batch_size),
-                vanishing_below: self
-                    .monitor
-                    .vanishing_below
-                    .or(base.monitor.vanishing_below),
-                exploding_above: self
-                    .monitor
-                    .exploding_above
-                    .or(base.monitor.exploding_above),
-                dead_above: self.monitor.dead_above.or(base.monitor.dead_above),
-                update_ratio_min: self
-                    .monitor
-                    .update_ratio_min
-                    .or(base.monitor.update_ratio_min),
-                update_ratio_max: self
-                    .monitor
-                    .update_ratio_max
-                    .or(base.monitor.update_ratio_max),
-            },
-        }
+        let mut given = base.given;
+        merge(&mut given, self.given);
+        RunArgs { given }
     }
 
-    /// The complete, checked settings, the defaults filling what is not given.
+    /// The complete, checked settings: the defaults, under the environment's kernel variables,
+    /// under these.
     pub fn resolve(self) -> Result<RunConfig> {
-        let d = RunConfig::default();
-        let (m, o, s, data, w) = (
-            self.model,
-            self.optimizer,
-            self.schedule,
-            self.data,
-            self.monitor,
-        );
-        let config = RunConfig {
-            init: self.init.unwrap_or(d.init),
-            seed: self.seed.unwrap_or(d.seed),
-            backend: self.backend.unwrap_or(d.backend),
-            precision: self.precision.unwrap_or(d.precision),
-            log_every: self.log_every.unwrap_or(d.log_every),
-            replicas: self.replicas.unwrap_or(d.replicas),
-            model: ModelSettings {
-                name: m.name.unwrap_or(d.model.name),
-                depth: m.depth.unwrap_or(d.model.depth),
-                width: m.width.unwrap_or(d.model.width),
-                stem: m.stem.unwrap_or(d.model.stem),
-                norm: m.norm.unwrap_or(d.model.norm),
-                zero_init_residual: m.zero_init_residual.unwrap_or(d.model.zero_init_residual),
-                residual: m.residual.unwrap_or(d.model.residual),
-                lsuv: m.lsuv.unwrap_or(d.model.lsuv),
-                lsuv_tolerance: m.lsuv_tolerance.unwrap_or(d.model.lsuv_tolerance),
-                lsuv_max_iterations: m.lsuv_max_iterations.unwrap_or(d.model.lsuv_max_iterations),
-                weights: m.weights.or(d.model.weights),
-            },
-            optimizer: OptimizerSettings {
-                lr: o.lr.unwrap_or(d.optimizer.lr),
-                momentum: o.momentum.unwrap_or(d.optimizer.momentum),
-                nesterov: o.nesterov.unwrap_or(d.optimizer.nesterov),
-                weight_decay: o.weight_decay.unwrap_or(d.optimizer.weight_decay),
-            },
-            schedule: ScheduleSettings {
-                epochs: s.epochs.unwrap_or(d.schedule.epochs),
-                kind: s.kind.unwrap_or(d.schedule.kind),
-                milestones: s.milestones.unwrap_or(d.schedule.milestones),
-                gamma: s.gamma.unwrap_or(d.schedule.gamma),
-                warmup_epochs: s.warmup_epochs.unwrap_or(d.schedule.warmup_epochs),
-            },
-            data: DataSettings {
-                dir: data.dir.or(d.data.dir),
-                batch_size: data.batch_size.unwrap_or(d.data.batch_size),
-                train_limit: data.train_limit.or(d.data.train_limit),
-                eval_limit: data.eval_limit.or(d.data.eval_limit),
-                val_split: data.val_split.unwrap_or(d.data.val_split),
-            },
-            monitor: MonitorSettings {
-                every: w.every.unwrap_or(d.monitor.every),
-                batch_size: w.batch_size.unwrap_or(d.monitor.batch_size),
-                vanishing_below: w.vanishing_below.unwrap_or(d.monitor.vanishing_below),
-                exploding_above: w.exploding_above.unwrap_or(d.monitor.exploding_above),
-                dead_above: w.dead_above.unwrap_or(d.monitor.dead_above),
-                update_ratio_min: w.update_ratio_min.unwrap_or(d.monitor.update_ratio_min),
-                update_ratio_max: w.update_ratio_max.unwrap_or(d.monitor.update_ratio_max),
-            },
-        };
+        let config = self.merged()?;
         config.validate()?;
         Ok(config)
     }
+
+    /// [`RunArgs::resolve`] without the checks of the values together.
+    pub(crate) fn merged(self) -> Result<RunConfig> {
+        let mut given = KernelSettings::environment_layer()?;
+        merge(&mut given, self.given);
+        RunConfig::deserialize(toml::Value::Table(given))
+            .map_err(|error| anyhow!("{}", error.message()))
+    }
+}
+
+#[cfg(test)]
+impl RunArgs {
+    /// The settings, each checked on its own only (the examples of the agreement test are
+    /// valid one by one, not always on this machine or together).
+    pub(crate) fn resolve_unchecked(self) -> RunConfig {
+        self.merged().unwrap()
+    }
+}
+
+/// Lays `over` onto `base`, table into table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => merge(inner, value),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Parses TOML into `T`, naming `origin` and the line of a syntax or type error; an unknown
+/// key also gets the nearest real one.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|error| {
+        let line_of = |offset: usize| text.get(..offset).unwrap_or(text).matches('\n').count() + 1;
+        let mut line = error.span().map(|span| line_of(span.start));
+        let mut message = error.message().to_string();
+        if let Some(unknown) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string)
+        {
+            let unknown = unknown.as_str();
+            let nearest = settings()
+                .iter()
+                .min_by_key(|setting| edit_distance(unknown, setting.name()))
+                .map_or("", |setting| setting.key);
+            message = format!("unknown setting `{unknown}` (did you mean `{nearest}`?)");
+            // The span is the table's; the key's own line follows it.
+            let table_start = error.span().map_or(0, |span| span.start);
+            line = text[table_start..]
+                .lines()
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(unknown)
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                })
+                .map(|index| line_of(table_start) + index)
+                .or(line);
+        }
+        match line {
+            Some(line) => anyhow!("{}:{line}: {message}", origin.display()),
+            None => anyhow!("{}: {message}", origin.display()),
+        }
+    })
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| anyhow!("{}: not UTF-8 text ({e})", path.display()))
+}
+
+/// Reads a TOML file into `T`, naming the file on every error.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    parse_toml(&read_text(path)?, path)
 }
 
 impl RunConfig {
@@ -672,7 +661,7 @@ impl RunConfig {
         let config: RunConfig = read_toml(path)?;
         config
             .validate()
-            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            .with_context(|| format!("{}", path.display()))?;
         Ok(config)
     }
 
@@ -747,9 +736,7 @@ impl RunConfig {
             }
         }
         self.monitor.validate()?;
-        self.model_config()
-            .validate()
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        self.model_config().validate()?;
         let m = &self.model;
         ensure!(
             m.lsuv_tolerance > 0.0 && m.lsuv_tolerance < 1.0,
@@ -760,6 +747,10 @@ impl RunConfig {
             m.lsuv_max_iterations > 0,
             "--lsuv-max-iterations must be at least 1 (got 0)"
         );
+        self.kernels
+            .choice()
+            .validate()
+            .map_err(|error| anyhow!("--conv-isa {}: {error}", self.kernels.isa))?;
         Ok(())
     }
 
@@ -806,15 +797,92 @@ impl RunConfig {
         format!("{}-{init}-s{}", self.model.name, self.seed)
     }
 
-    /// The settings as TOML.
+    /// The model settings this run's model ignores: a ResNet's plaincnn depth, a CIFAR net's
+    /// stem, a plain net's residual branches, LSUV's tolerance without LSUV.
+    fn ignored_model_settings(&self) -> Vec<&'static str> {
+        let m = &self.model;
+        let mut ignored = Vec::new();
+        if m.name != ModelName::PlainCnn {
+            ignored.extend(["depth", "width"]);
+        }
+        if !matches!(m.name, ModelName::ResNet(_) | ModelName::PlainResNet(_)) {
+            ignored.push("stem");
+        }
+        if !matches!(m.name, ModelName::ResNet(_) | ModelName::CifarResNet(_)) {
+            ignored.extend(["residual", "zero_init_residual"]);
+        }
+        if !m.lsuv {
+            ignored.extend(["lsuv_tolerance", "lsuv_max_iterations"]);
+        }
+        ignored
+    }
+
+    /// The settings as TOML, without those the model ignores: a run folder records what shaped
+    /// the run.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("run settings serialise to TOML")
+        let mut table = toml::Table::try_from(self).expect("run settings serialise to TOML");
+        if let Some(model) = table.get_mut("model").and_then(toml::Value::as_table_mut) {
+            for key in self.ignored_model_settings() {
+                model.remove(key);
+            }
+        }
+        toml::to_string(&table).expect("run settings serialise to TOML")
+    }
+
+    /// These settings as their `config.toml` reads back: two runs that differ only in what
+    /// their model ignores are the same run.
+    pub fn recorded(&self) -> RunConfig {
+        toml::from_str(&self.to_toml()).expect("written settings read back")
+    }
+
+    /// The value of setting `key` in these settings.
+    pub fn value(&self, key: &str) -> Option<toml::Value> {
+        let table = toml::Table::try_from(self).ok()?;
+        let mut value = None;
+        let mut current = Some(&table);
+        for part in key.split('.') {
+            value = current.and_then(|table| table.get(part));
+            current = value.and_then(toml::Value::as_table);
+        }
+        value.cloned()
+    }
+}
+
+impl MonitorSettings {
+    /// Rejects impossible thresholds, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        ensure!(
+            self.every == 0 || self.batch_size > 0,
+            "--monitor-batch-size must be at least 1"
+        );
+        ensure!(
+            positive(self.vanishing_below) && positive(self.exploding_above),
+            "--vanishing-below and --exploding-above must be positive numbers"
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.dead_above),
+            "--dead-above must lie in [0, 1] (got {})",
+            self.dead_above
+        );
+        ensure!(
+            positive(self.update_ratio_min) && self.update_ratio_min < self.update_ratio_max,
+            "--update-ratio-min and --update-ratio-max must be two increasing positive numbers \
+             (got {}, {})",
+            self.update_ratio_min,
+            self.update_ratio_max
+        );
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolve(text: &str) -> Result<RunConfig> {
+        RunArgs::from_toml(text, Path::new("r.toml"))?.resolve()
+    }
 
     #[test]
     fn config_toml_round_trips_and_reads_as_a_recipe() {
@@ -825,8 +893,7 @@ mod tests {
         let text = config.to_toml();
         let back: RunConfig = parse_toml(&text, Path::new("config.toml")).unwrap();
         assert_eq!(back, config);
-        let recipe: RunArgs = parse_toml(&text, Path::new("config.toml")).unwrap();
-        assert_eq!(recipe.resolve().unwrap(), config);
+        assert_eq!(resolve(&text).unwrap(), config);
     }
 
     /// The files under `dir`, recursively, that `accept` takes.
@@ -870,22 +937,56 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_recipe_and_the_recipe_over_the_defaults() {
-        let recipe: RunArgs = parse_toml(
+        let recipe = RunArgs::from_toml(
             "seed = 4\n[optimizer]\nlr = 0.5\nmomentum = 0.5\n",
-            Path::new("r.toml"),
+            Path::new("r"),
         )
         .unwrap();
-        let flags = RunArgs {
-            optimizer: OptimizerArgs {
-                lr: Some(0.2),
-                ..OptimizerArgs::default()
-            },
-            ..RunArgs::default()
-        };
+        let mut flags = RunArgs::default();
+        flags.set("optimizer.lr", "0.2").unwrap();
         let config = flags.or(recipe).resolve().unwrap();
         assert_eq!(config.optimizer.lr, 0.2);
         assert_eq!(config.optimizer.momentum, 0.5);
         assert_eq!(config.seed, 4);
         assert_eq!(config.optimizer.weight_decay, 5e-4);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_nearest_setting_and_the_line() {
+        let error = RunArgs::default().set("optimizer.lrr", "0.1").unwrap_err();
+        assert!(
+            error.to_string().contains("did you mean 'optimizer.lr'"),
+            "{error}"
+        );
+        let error = resolve("seed = 1\n[model]\ndepht = 8\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("r.toml:3:"), "{message}");
+        assert!(message.contains("`model.depth`"), "{message}");
+        let error = resolve("[optimizer]\nlr = \"fast\"\n").unwrap_err();
+        assert!(error.to_string().starts_with("r.toml:2:"), "{error}");
+    }
+
+    #[test]
+    fn a_run_records_only_the_model_settings_it_used() {
+        let mut args = RunArgs::default();
+        args.set("model.name", "resnet20").unwrap();
+        args.set("model.depth", "44").unwrap();
+        let config = args.resolve().unwrap();
+        let text = config.to_toml();
+        assert!(!text.contains("depth"), "{text}");
+        assert!(!text.contains("width"), "{text}");
+        assert!(!text.contains("lsuv_tolerance"), "{text}");
+        let back = RunConfig::read_text(&text);
+        assert_eq!(back, config.recorded());
+        let mut plain = RunArgs::default();
+        plain.set("model.name", "plaincnn").unwrap();
+        plain.set("model.depth", "12").unwrap();
+        assert!(plain.resolve().unwrap().to_toml().contains("depth = 12"));
+    }
+
+    impl RunConfig {
+        fn read_text(text: &str) -> RunConfig {
+            parse_toml(text, Path::new("config.toml")).unwrap()
+        }
     }
 }

@@ -35,69 +35,9 @@ use kaiming_resnet::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
+use crate::config::MonitorSettings;
 use crate::signals::{std_of, trace};
 use crate::trainer::StepObserver;
-
-/// What the monitor measures and when it raises a diagnosis.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MonitorSettings {
-    /// Measure every N steps (step 0 is the initialisation); 0 turns the monitor off.
-    pub every: usize,
-    /// Images in the fixed batch.
-    pub batch_size: usize,
-    /// Vanishing: a layer's std below this fraction of the reference layer's.
-    pub vanishing_below: f64,
-    /// Exploding: a layer's std above this multiple of the reference layer's.
-    pub exploding_above: f64,
-    /// Dead ReLUs: more than this fraction of a layer's channels dead.
-    pub dead_above: f64,
-    /// Update ratio: below this …
-    pub update_ratio_min: f64,
-    /// … or above this.
-    pub update_ratio_max: f64,
-}
-
-impl Default for MonitorSettings {
-    fn default() -> Self {
-        MonitorSettings {
-            every: 100,
-            batch_size: 64,
-            vanishing_below: 1e-3,
-            exploding_above: 1e3,
-            dead_above: 0.5,
-            update_ratio_min: 1e-5,
-            update_ratio_max: 1e-1,
-        }
-    }
-}
-
-impl MonitorSettings {
-    /// Rejects impossible thresholds, naming the flag.
-    pub fn validate(&self) -> Result<()> {
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        anyhow::ensure!(
-            self.every == 0 || self.batch_size > 0,
-            "--monitor-batch-size must be at least 1"
-        );
-        anyhow::ensure!(
-            positive(self.vanishing_below) && positive(self.exploding_above),
-            "--vanishing-below and --exploding-above must be positive numbers"
-        );
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&self.dead_above),
-            "--dead-above must lie in [0, 1] (got {})",
-            self.dead_above
-        );
-        anyhow::ensure!(
-            positive(self.update_ratio_min) && self.update_ratio_min < self.update_ratio_max,
-            "--update-ratio-range must be two increasing positive numbers (got {},{})",
-            self.update_ratio_min,
-            self.update_ratio_max
-        );
-        Ok(())
-    }
-}
 
 /// The quantities of `monitor.csv`, by name.
 pub mod quantity {

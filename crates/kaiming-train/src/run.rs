@@ -17,7 +17,7 @@ use kaiming_cifar::{
 use kaiming_init::InitPlan;
 use kaiming_resnet::{Branch, LoadOptions, Model, Norm, classifier_classes, load_weights};
 
-use crate::backend::describe;
+use crate::backend::{Backend, describe};
 use crate::checkpoint::{Cadence, CheckpointEvery, Checkpoints, Progress};
 use crate::config::RunConfig;
 use crate::fault::{self, Point};
@@ -105,6 +105,8 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     /// Data, device, model and trainer; restored from the latest set when there is one.
     fn start(config: RunConfig, folder: RunFolder, options: &'a RunOptions) -> Result<Self> {
+        kaiming_kernels::configure(config.kernels.choice())
+            .map_err(|error| anyhow::anyhow!("--conv-isa {}: {error}", config.kernels.isa))?;
         let (train, eval, eval_split) = load_data(&config, options)?;
         let replicas: Vec<Device> = match &options.devices {
             Some(indices) => {
@@ -543,6 +545,8 @@ impl<'a> Run<'a> {
             total_time_s: self.progress.elapsed_s,
             signals: self.progress.signals.clone(),
             input_normalization: Some(self.normalization.into()),
+            kernels: (self.config.backend == Backend::Flex)
+                .then(|| self.config.kernels.choice().into()),
         };
         summary.write(&self.folder.summary())?;
         Ok(summary)

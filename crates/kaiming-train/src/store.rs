@@ -103,7 +103,7 @@ impl RunStore {
             return Slot::Free;
         }
         match RunConfig::read(&path.join("config.toml")) {
-            Ok(saved) if &saved == config => {
+            Ok(saved) if saved.recorded() == config.recorded() => {
                 Slot::SameRun(Summary::read(&path.join("summary.json")).ok().map(Box::new))
             }
             Ok(_) => Slot::Other,
@@ -123,7 +123,7 @@ impl RunStore {
         // removing what is there: the folder is someone's run.
         let _held = RunFolder::claim(path.clone(), true)?;
         match RunConfig::read(&path.join("config.toml")) {
-            Ok(saved) if &saved == config => bail!(
+            Ok(saved) if saved.recorded() == config.recorded() => bail!(
                 "{} already holds this run; continue it with --resume {}",
                 path.display(),
                 path.display()

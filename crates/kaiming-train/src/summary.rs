@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kaiming_cifar::Normalization;
+use kaiming_kernels::{ConvAlgorithm, KernelChoice};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
@@ -90,6 +91,34 @@ pub struct Summary {
     /// training images (absent in runs made before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_normalization: Option<InputNormalization>,
+    /// How the CPU kernels computed, on the flex backend (absent on the others and in runs made
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<KernelsUsed>,
+}
+
+/// The kernels a flex run computed with: its `[kernels]` settings, the instruction set resolved
+/// to the one this CPU used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelsUsed {
+    /// The convolution algorithm asked for.
+    pub conv: ConvAlgorithm,
+    /// The direct kernels' instruction set: `avx512`, `avx2`, or `none` on a CPU without them.
+    pub isa: String,
+    /// Whether everything ran on burn's own operations instead.
+    pub burn: bool,
+}
+
+impl From<KernelChoice> for KernelsUsed {
+    fn from(choice: KernelChoice) -> Self {
+        KernelsUsed {
+            conv: choice.conv.algorithm,
+            isa: choice
+                .isa_used()
+                .map_or("none".to_string(), |isa| isa.to_string()),
+            burn: choice.burn,
+        }
+    }
 }
 
 /// Per-channel mean and standard deviation on the [0, 1] pixel scale, as a run normalised its

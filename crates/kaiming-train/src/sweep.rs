@@ -1,15 +1,14 @@
-//! `train sweep`: every init × seed combination, restartable, one after another — or a fixed
-//! share of them (`--shard K/N`, one job of a cluster's array), or several at once (`--parallel`,
-//! one process per share).
+//! `train sweep`: a grid over any settings × seeds, restartable, one run after another — or a
+//! fixed share of them (`--shard K/N`, one job of a cluster's array), or several at once
+//! (`--parallel`, one process per share).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{Result, bail};
-use kaiming_init::Scheme;
 
-use crate::config::{RunArgs, RunConfig};
+use crate::config::{RunArgs, RunConfig, Setting, setting};
 use crate::run::{RunOptions, resume, train};
 use crate::store::{RunStore, Slot};
 use crate::summary::{Status, Summary};
@@ -46,43 +45,139 @@ impl fmt::Display for Shard {
     }
 }
 
-/// The sweep's runs in their fixed order: every init, then every seed within it.
-pub fn plan(inits: &[Scheme], seeds: &[u64], base: &RunArgs) -> Result<Vec<RunConfig>> {
+/// One axis of a grid: a setting and the values it takes, as `--grid model.depth=8,14,20` gives
+/// them (each checked as the setting's flag would be).
+#[derive(Debug, Clone)]
+pub struct Axis {
+    /// The setting varied.
+    pub setting: &'static Setting,
+    /// Its values, in the order given.
+    pub values: Vec<String>,
+}
+
+impl FromStr for Axis {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (key, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("'{text}' is not KEY=V1,V2,… (e.g. model.depth=8,14,20)"))?;
+        let setting = setting(key.trim()).map_err(|error| error.to_string())?;
+        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+        for value in &values {
+            setting
+                .parse(value)
+                .map_err(|error| format!("{}={value}: {error}", setting.key))?;
+        }
+        Ok(Axis { setting, values })
+    }
+}
+
+/// One run of a sweep: its folder name and its settings.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    /// The run folder's name: the model, the init, every other varied value, the seed
+    /// (`plaincnn-xavier-depth32-s1`), so that running the same sweep again finds it.
+    pub name: String,
+    /// Its settings.
+    pub config: RunConfig,
+}
+
+/// The sweep's runs in their fixed order: the cartesian product of the axes, the first axis
+/// outermost, and every seed within each cell.
+pub fn plan(axes: &[Axis], seeds: &[u64], base: &RunArgs) -> Result<Vec<PlannedRun>> {
+    let mut keys: Vec<&str> = axes.iter().map(|axis| axis.setting.key).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        bail!("--grid names {} twice", pair[0]);
+    }
+    if keys.contains(&"seed") {
+        bail!("--grid seed=…: give the seeds with --seeds");
+    }
+    let mut cells: Vec<Vec<(&Axis, &str)>> = vec![Vec::new()];
+    for axis in axes {
+        cells = cells
+            .into_iter()
+            .flat_map(|cell| {
+                axis.values.iter().map(move |value| {
+                    let mut cell = cell.clone();
+                    cell.push((axis, value.as_str()));
+                    cell
+                })
+            })
+            .collect();
+    }
     let mut runs = Vec::new();
-    for &init in inits {
+    for cell in cells {
         for &seed in seeds {
-            runs.push(
-                RunArgs {
-                    init: Some(init),
-                    seed: Some(seed),
-                    ..base.clone()
-                }
-                .resolve()?,
-            );
+            let mut args = RunArgs::default();
+            for &(axis, value) in &cell {
+                args.set(axis.setting.key, value)?;
+            }
+            args.set("seed", &seed.to_string())?;
+            let config = args.or(base.clone()).resolve()?;
+            let varied = cell
+                .iter()
+                .filter(|(axis, _)| !matches!(axis.setting.key, "model.name" | "init"))
+                .map(|(axis, value)| format!("{}{value}", axis.setting.name()));
+            let name = [config.model.name.to_string(), config.init.to_string()]
+                .into_iter()
+                .chain(varied)
+                .chain([format!("s{seed}")])
+                .collect::<Vec<_>>()
+                .join("-")
+                .replace(
+                    |c: char| !(c.is_ascii_alphanumeric() || "-._".contains(c)),
+                    "_",
+                );
+            runs.push(PlannedRun { name, config });
         }
     }
     Ok(runs)
 }
 
 /// The run folders of a sweep's runs, in order.
-pub fn run_dirs(runs: &[RunConfig], options: &RunOptions) -> Vec<PathBuf> {
+pub fn run_dirs(runs: &[PlannedRun], options: &RunOptions) -> Vec<PathBuf> {
     let store = RunStore::new(&options.out);
-    runs.iter().map(|run| store.path(&run.label())).collect()
+    runs.iter().map(|run| store.path(&run.name)).collect()
+}
+
+/// The run list as `--dry-run` prints it: position, name, folder, and the status of the runs
+/// already there.
+pub fn dry_run(runs: &[PlannedRun], options: &RunOptions) -> String {
+    let store = RunStore::new(&options.out);
+    let mut text = String::new();
+    for (position, run) in runs.iter().enumerate() {
+        let status = match store.slot(&run.name, &run.config) {
+            Slot::Free => "to run".to_string(),
+            Slot::SameRun(Some(summary)) => summary.status.to_string(),
+            Slot::SameRun(None) => "started".to_string(),
+            Slot::Other => "folder holds other settings".to_string(),
+        };
+        text.push_str(&format!(
+            "{:>4}  {}  {}  ({status})\n",
+            position + 1,
+            run.name,
+            store.path(&run.name).display()
+        ));
+    }
+    text.push_str(&format!("{} runs\n", runs.len()));
+    text
 }
 
 /// Trains every run of `runs` (of `shard`, if given) not yet completed, and returns their
 /// folders, in order.
 ///
-/// Each run is named by [`RunConfig::label`], so running the same command again finds the
-/// earlier runs: completed and diverged ones are kept, the others continue from their latest
+/// Each run is named by its settings ([`PlannedRun::name`]), so running the same command again
+/// finds the earlier runs: completed and diverged ones are kept, the others continue from their latest
 /// checkpoint set. A run another process is training is refused by its lock.
 pub fn sweep(
-    runs: &[RunConfig],
+    runs: &[PlannedRun],
     shard: Option<Shard>,
     options: &RunOptions,
 ) -> Result<Vec<PathBuf>> {
     let store = RunStore::new(&options.out);
-    let mine: Vec<&RunConfig> = runs
+    let mine: Vec<&PlannedRun> = runs
         .iter()
         .enumerate()
         .filter(|(i, _)| shard.is_none_or(|s| i % s.count == s.index))
@@ -90,8 +185,8 @@ pub fn sweep(
         .collect();
     let total = mine.len();
     let mut dirs = Vec::new();
-    for config in mine {
-        let name = config.label();
+    for PlannedRun { name, config } in mine {
+        let name = name.clone();
         let dir = store.path(&name);
         match shard {
             Some(shard) => tracing::info!("shard {shard}, run {}/{total}: {name}", dirs.len() + 1),
@@ -131,6 +226,58 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn axis(text: &str) -> Axis {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_grid_is_the_product_of_its_axes_in_order_with_seeds_innermost() {
+        let mut base = RunArgs::default();
+        base.set("model.name", "plaincnn").unwrap();
+        let axes = [axis("model.depth=8,14"), axis("init=he,xavier")];
+        let runs = plan(&axes, &[0, 1], &base).unwrap();
+        let names: Vec<&str> = runs.iter().map(|run| run.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "plaincnn-he-depth8-s0",
+                "plaincnn-he-depth8-s1",
+                "plaincnn-xavier-depth8-s0",
+                "plaincnn-xavier-depth8-s1",
+                "plaincnn-he-depth14-s0",
+                "plaincnn-he-depth14-s1",
+                "plaincnn-xavier-depth14-s0",
+                "plaincnn-xavier-depth14-s1",
+            ]
+        );
+        assert_eq!(runs[5].config.model.depth, 14);
+        assert_eq!(runs[5].config.seed, 1);
+        assert_eq!(runs[2].config.init.to_string(), "xavier");
+        // The model and init alone name a run as a single run's label does.
+        let models = plan(
+            &[axis("model.name=plain8,plain14")],
+            &[3],
+            &RunArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(models[1].name, models[1].config.label());
+    }
+
+    #[test]
+    fn grid_axes_are_checked_as_they_are_parsed() {
+        for (bad, expected) in [
+            ("model.depht=8", "did you mean 'model.depth'"),
+            ("model.depth=8,x", "model.depth=x"),
+            ("model.depth", "is not KEY=V1,V2"),
+        ] {
+            let error = bad.parse::<Axis>().unwrap_err();
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+        let twice = [axis("init=he"), axis("init=xavier")];
+        assert!(plan(&twice, &[0], &RunArgs::default()).is_err());
+        assert!(plan(&[axis("seed=1")], &[0], &RunArgs::default()).is_err());
+    }
 
     #[test]
     fn shares_parse() {

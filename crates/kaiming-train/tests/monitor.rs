@@ -9,8 +9,8 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use kaiming_cifar::Batch;
 use kaiming_init::{InitPlan, Scheme};
 use kaiming_resnet::{Model, ModelConfig, ModelName, Norm};
-use kaiming_train::config::OptimizerSettings;
-use kaiming_train::monitor::{Monitor, MonitorRow, MonitorSettings, Signal, SignalKind, quantity};
+use kaiming_train::config::{MonitorSettings, OptimizerSettings};
+use kaiming_train::monitor::{Monitor, MonitorRow, Signal, SignalKind, quantity};
 use kaiming_train::schedule::Schedule;
 use kaiming_train::trainer::{Trainer, TrainerParts, sgd};
 

@@ -99,8 +99,8 @@ fn damage<T>(
 
 fn config() -> RunConfig {
     let mut args = RunArgs::default();
-    args.data.train_limit = Some(100);
-    args.schedule.milestones = Some(vec![10.0, 20.0]);
+    args.set("data.train_limit", "100").unwrap();
+    args.set("schedule.milestones", "10,20").unwrap();
     args.resolve().unwrap()
 }
 

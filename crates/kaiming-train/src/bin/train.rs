@@ -89,15 +89,16 @@ fn resolve(flags: RunArgs, config: Option<&PathBuf>) -> Result<RunArgs> {
 fn run(mut cli: Cli) -> Result<ExitCode> {
     // `--devices 0,1` is a run of two replicas.
     if let Some(devices) = &cli.output.devices
-        && cli.run.replicas.is_none()
+        && !cli.run.is_given("replicas")
     {
-        cli.run.replicas = Some(devices.len());
+        cli.run
+            .insert("replicas", toml::Value::Integer(devices.len() as i64));
     }
     let Some(command) = cli.command else {
         let mut options = run_options(&cli.output);
         let summary = match &cli.output.resume {
             Some(dir) => {
-                options.data_dir = cli.run.data.dir.clone();
+                options.data_dir = cli.run.resolve()?.data.dir;
                 resume(dir, &options)?
             }
             None => train(
@@ -123,7 +124,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
     match command {
         Command::Sweep(args) => {
             let args = *args;
-            let base = resolve(args.run, args.output.config.as_ref())?;
+            let base = resolve(args.run.clone(), args.output.config.as_ref())?;
             let options = RunOptions {
                 out: args.output.out.clone(),
                 quiet: args.output.quiet,
@@ -134,7 +135,11 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                 keep_checkpoints: args.output.keep_checkpoints,
                 ..RunOptions::default()
             };
-            let runs = sweep::plan(&args.inits, &args.seeds, &base)?;
+            let runs = sweep::plan(&args.axes(), &args.seeds, &base)?;
+            if args.dry_run {
+                print!("{}", sweep::dry_run(&runs, &options));
+                return Ok(ExitCode::SUCCESS);
+            }
             let dirs = if args.parallel > 1 {
                 let interrupt = options.interrupt.clone().unwrap_or_default();
                 parallel_sweep(args.parallel, args.devices.as_deref(), &interrupt)?;
