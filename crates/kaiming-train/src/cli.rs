@@ -87,7 +87,8 @@ pub enum Command {
     /// Run a grid of settings × seeds one after another (skipping completed runs), then compare
     /// them
     Sweep(Box<SweepArgs>),
-    /// Table and plots (SVG, PNG) of training loss and test accuracy per init scheme
+    /// Table and plots (SVG, PNG) of training loss and test accuracy per init scheme, and a
+    /// pivot table and heatmap over the settings that vary (a grid sweep's axes)
     Compare(CompareArgs),
     /// Per-layer activation and gradient std at initialisation, per scheme
     Probe(ProbeArgs),
@@ -251,6 +252,13 @@ pub struct CompareArgs {
     /// given, else the runs' parent]
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Settings down the pivot table and heatmap, by config.toml name, e.g. model.name
+    /// [default: the settings that vary between the runs, but the init]
+    #[arg(long, value_delimiter = ',', value_name = "KEYS")]
+    pub rows: Vec<String>,
+    /// Settings across the pivot, e.g. init [default: init, where it varies]
+    #[arg(long, value_delimiter = ',', value_name = "KEYS")]
+    pub cols: Vec<String>,
 }
 
 /// `train monitor`.

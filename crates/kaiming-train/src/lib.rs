@@ -4,7 +4,8 @@
 //! - [`trainer`]: the training step, shared by runs, sweeps, the bench and the tests.
 //! - [`run`]: one run's loop around it; [`sweep`]: many runs.
 //! - [`store`]: run folders (names, locks); [`checkpoint`]: checkpoint sets inside them;
-//!   [`metrics`], [`summary`]: the files a run leaves for [`compare`].
+//!   [`metrics`], [`summary`]: the files a run leaves for [`compare`] and [`pivot`].
+//! - [`config`]: every setting, declared once.
 
 pub mod atomic;
 pub mod backend;
@@ -15,10 +16,12 @@ pub mod compare;
 pub mod config;
 pub mod fault;
 pub mod feed;
+pub mod heatmap;
 pub mod inspect;
 pub mod metrics;
 pub mod monitor;
 pub mod monitor_plot;
+pub mod pivot;
 pub mod plot;
 pub mod precision;
 pub mod probe;

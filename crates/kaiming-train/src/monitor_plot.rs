@@ -1,10 +1,12 @@
-//! The figure of `train monitor`: every monitored quantity per layer over training.
+//! The figures of `train monitor`: every monitored quantity per layer over training, as lines
+//! and as a layer × step heatmap (where in depth a signal fades reads at a glance there).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, ensure};
 
+use crate::heatmap::{self, HeatCell, Heatmap, Scale};
 use crate::monitor::{MonitorRow, quantity};
 use crate::plot::{Colour, Panel, Series, save_figure};
 
@@ -57,4 +59,55 @@ pub fn draw(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()> {
         });
     }
     save_figure(&panels, stem)
+}
+
+/// Draws `rows` to `<stem>.svg` and `<stem>.png` as one heatmap per quantity: a row per layer in
+/// forward order, a column per monitored step, colour on a log scale for the magnitudes (linear
+/// for the activation mean and the dead fraction).
+pub fn draw_heatmaps(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()> {
+    ensure!(!rows.is_empty(), "{title}: monitor.csv has no rows");
+    let mut steps: Vec<usize> = rows.iter().map(|r| r.step).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let mut maps = Vec::new();
+    for name in quantity::ALL {
+        let mut layers: Vec<&str> = Vec::new();
+        let mut values: BTreeMap<(&str, usize), f64> = BTreeMap::new();
+        for row in rows.iter().filter(|r| r.quantity == name) {
+            if !values.keys().any(|(layer, _)| *layer == row.layer) {
+                layers.push(&row.layer);
+            }
+            values.insert((&row.layer, row.step), row.value);
+        }
+        if layers.is_empty() {
+            continue;
+        }
+        let linear = matches!(name, quantity::ACTIVATION_MEAN | quantity::DEAD_FRACTION);
+        maps.push(Heatmap {
+            title: format!("{title}: {}", name.replace('_', " ")),
+            axes: ("layer, input to output".into(), "step".into()),
+            rows: layers.iter().map(ToString::to_string).collect(),
+            columns: steps.iter().map(ToString::to_string).collect(),
+            cells: layers
+                .iter()
+                .map(|layer| {
+                    steps
+                        .iter()
+                        .map(|step| match values.get(&(*layer, *step)) {
+                            Some(&value) => HeatCell::Value {
+                                value,
+                                text: String::new(),
+                                mark: String::new(),
+                            },
+                            None => HeatCell::Empty(String::new()),
+                        })
+                        .collect()
+                })
+                .collect(),
+            scale: if linear { Scale::Linear } else { Scale::Log },
+            higher_is_better: None,
+            note: String::new(),
+        });
+    }
+    heatmap::save(&maps, stem)
 }

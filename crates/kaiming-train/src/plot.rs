@@ -36,6 +36,12 @@ pub enum Colour {
 }
 
 impl Colour {
+    /// As SVG writes it, `#rrggbb`.
+    pub(crate) fn hex(self) -> String {
+        let RGBColor(r, g, b) = self.rgb();
+        format!("#{r:02x}{g:02x}{b:02x}")
+    }
+
     fn rgb(self) -> RGBColor {
         match self {
             Colour::Palette(index) => PALETTE[index % PALETTE.len()],
@@ -214,7 +220,8 @@ fn padded_range(values: &[f64], margin: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn rasterise(svg: &str) -> Result<Vec<u8>> {
+/// The SVG drawn as PNG.
+pub(crate) fn rasterise(svg: &str) -> Result<Vec<u8>> {
     let mut options = resvg::usvg::Options::default();
     let fonts = options.fontdb_mut();
     fonts.load_system_fonts();

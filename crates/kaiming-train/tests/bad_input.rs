@@ -73,6 +73,31 @@ fn impossible_values_are_named() {
         "--milestones",
     );
     fails_with(&with(&["--model", "plaincnn", "--depth", "1"]), "depth");
+    fails_with(
+        &with(&["--set", "model.dpeth=8"]),
+        "did you mean 'model.depth'",
+    );
+    fails_with(&with(&["--conv", "fft"]), "unknown convolution algorithm");
+    fails_with(
+        &["sweep", "--grid", "optimizer.lr=0.1,fast"],
+        "optimizer.lr=fast",
+    );
+    fails_with(&["sweep", "--inits", "he", "--parallel", "0"], "at least 1");
+}
+
+/// A bad kernel choice in the environment is refused at start, naming the variable, before
+/// any data is read.
+#[test]
+fn a_bad_kernel_variable_is_refused_at_start() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = common::train_command(cwd.path(), &["--data-dir", "/nonexistent"])
+        .env("KAIMING_CONV", "fft")
+        .output()
+        .unwrap();
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(message.contains("KAIMING_CONV=\"fft\""), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
 }
 
 #[test]

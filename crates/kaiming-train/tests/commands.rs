@@ -85,20 +85,23 @@ fn data_reports_counts_verifies_and_draws_a_grid() {
     );
 }
 
+/// A grid sweep of 2 models × 2 inits: `--dry-run` lists it and trains nothing; two `--shard`
+/// processes at once run each cell once; the pivot and heatmap come from the runs; a rerun skips
+/// every completed run.
 #[test]
-fn a_sweep_runs_every_combination_compares_and_skips_completed_runs() {
+fn a_grid_sweep_runs_each_cell_once_pivots_and_skips_completed_runs() {
     let Some(data) = cifar_dir("the sweep test") else {
         return;
     };
     let cwd = tempfile::tempdir().unwrap();
     let args = [
         "sweep",
+        "--grid",
+        "model.name=plain8,plain14",
         "--inits",
         "he,xavier",
         "--seeds",
         "0",
-        "--model",
-        "resnet20",
         "--epochs",
         "1",
         "--batch-size",
@@ -107,6 +110,8 @@ fn a_sweep_runs_every_combination_compares_and_skips_completed_runs() {
         "64",
         "--eval-limit",
         "64",
+        "--monitor-every",
+        "1",
         "--data-dir",
         data.to_str().unwrap(),
         "--no-download",
@@ -114,31 +119,98 @@ fn a_sweep_runs_every_combination_compares_and_skips_completed_runs() {
         "--out",
         "sweep",
     ];
-    let first = train(cwd.path(), &args);
-    assert_success(&first);
-    for run in ["resnet20-he-s0", "resnet20-xavier-s0"] {
-        assert!(
-            cwd.path()
-                .join("sweep")
-                .join(run)
-                .join("summary.json")
-                .is_file()
-        );
+    let runs = [
+        "plain8-he-s0",
+        "plain8-xavier-s0",
+        "plain14-he-s0",
+        "plain14-xavier-s0",
+    ];
+    let dry = train(cwd.path(), &[&args[..], &["--dry-run"]].concat());
+    assert_success(&dry);
+    let listing = String::from_utf8_lossy(&dry.stdout);
+    let order: Vec<usize> = runs.iter().map(|run| listing.find(run).unwrap()).collect();
+    assert!(order.is_sorted(), "the documented order:\n{listing}");
+    assert!(
+        listing.contains("to run") && listing.contains("4 runs"),
+        "{listing}"
+    );
+    assert!(
+        !cwd.path().join("sweep").exists(),
+        "a dry run trains nothing"
+    );
+
+    let shards: Vec<_> = ["0/2", "1/2"]
+        .iter()
+        .map(|shard| {
+            common::train_command(cwd.path(), &[&args[..], &["--shard", shard]].concat())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for shard in shards {
+        assert!(shard.wait_with_output().unwrap().status.success());
     }
-    for file in ["comparison.csv", "comparison.svg", "comparison.png"] {
-        assert!(cwd.path().join("sweep").join(file).is_file(), "{file}");
+    let sweep = cwd.path().join("sweep");
+    let mut summaries = Vec::new();
+    for run in runs {
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sweep.join(run).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["status"], "completed", "{run}");
+        // Each cell trained once: one epoch of 2 steps, not two trainings' worth of rows.
+        assert_eq!(summary["steps"], 2, "{run}");
+        let kernels = &summary["kernels"];
+        assert_eq!(kernels["conv"], "auto", "{run}: {summary}");
+        assert_eq!(kernels["burn"], false, "{run}");
+        summaries.push(summary);
     }
-    for run in ["resnet20-he-s0", "resnet20-xavier-s0"] {
-        common::assert_summarised(
-            &cwd.path().join("sweep").join(run),
-            &cwd.path().join("sweep/comparison.csv"),
-        );
+    // The pivot (written by the last shard to finish, or by `compare`): the final accuracy of
+    // each cell is its run's.
+    let compare = train(cwd.path(), &["compare", "sweep"]);
+    assert_success(&compare);
+    let pivot = std::fs::read_to_string(sweep.join("pivot.csv")).unwrap();
+    let mut lines = pivot.lines();
+    assert!(
+        lines.next().unwrap().starts_with("model.name,init,runs,"),
+        "{pivot}"
+    );
+    let cells: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    assert_eq!(cells.len(), 4, "{pivot}");
+    for (run, summary) in runs.iter().zip(&summaries) {
+        let (model, init) = run.trim_end_matches("-s0").split_once('-').unwrap();
+        let cell = cells
+            .iter()
+            .find(|cell| cell[0] == model && cell[1] == init)
+            .unwrap_or_else(|| panic!("{run} has no cell:\n{pivot}"));
+        let accuracy: f64 = cell[5].parse().unwrap();
+        assert_eq!(Some(accuracy), summary["final_accuracy"].as_f64(), "{run}");
     }
+    let table = String::from_utf8_lossy(&compare.stdout);
+    assert!(table.contains("model.name \\ init"), "{table}");
+    for file in [
+        "heatmap.svg",
+        "heatmap.png",
+        "comparison.csv",
+        "comparison.png",
+    ] {
+        assert!(sweep.join(file).is_file(), "{file}");
+    }
+    let svg = std::fs::read_to_string(sweep.join("heatmap.svg")).unwrap();
+    assert!(svg.contains(">plain14<") && svg.contains(">xavier<"));
+
     // Run again: completed runs are skipped, so their files stay byte for byte the same.
-    let summary = cwd.path().join("sweep/resnet20-he-s0/summary.json");
+    let summary = sweep.join("plain8-he-s0/summary.json");
     let before = std::fs::read(&summary).unwrap();
     assert_success(&train(cwd.path(), &args));
     assert_eq!(std::fs::read(&summary).unwrap(), before);
+    let dry = train(cwd.path(), &[&args[..], &["--dry-run"]].concat());
+    assert_eq!(
+        String::from_utf8_lossy(&dry.stdout)
+            .matches("(completed)")
+            .count(),
+        4
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use kaiming_train::config::RunArgs;
 use kaiming_train::monitor::MonitorLog;
 use kaiming_train::run::{RunOptions, resume, train};
 use kaiming_train::summary::{Status, Summary};
-use kaiming_train::{bench, compare, inspect, monitor_plot, probe, sweep, weights};
+use kaiming_train::{bench, compare, inspect, monitor_plot, pivot, probe, sweep, weights};
 use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator hands large buffers back to the OS on free, so every training step
@@ -152,6 +152,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                 "plots: {}",
                 args.output.out.join("comparison.{svg,png}").display()
             );
+            print_pivot(&dirs, &args.output.out, &[], &[])?;
         }
         Command::Compare(args) => {
             let runs = compare::expand_run_folders(&args.runs)?;
@@ -168,6 +169,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                 "table and plots: {}",
                 out.join("comparison.{csv,svg,png}").display()
             );
+            print_pivot(&runs, &out, &args.rows, &args.cols)?;
         }
         Command::Probe(args) => {
             let model = ModelConfig::new(args.model)
@@ -355,6 +357,23 @@ fn parallel_sweep(
 }
 
 /// Draws `run/monitor.{svg,png}` and lists the run's diagnoses.
+/// The pivot of the runs by the settings that vary (or those given), where any does.
+fn print_pivot(
+    runs: &[PathBuf],
+    out: &std::path::Path,
+    rows: &[String],
+    cols: &[String],
+) -> Result<()> {
+    if let Some(table) = pivot::report(runs, out, rows, cols)? {
+        println!("{table}");
+        println!(
+            "pivot and heatmap: {}",
+            out.join("{pivot.csv,heatmap.svg,heatmap.png}").display()
+        );
+    }
+    Ok(())
+}
+
 fn monitor_report(run: &std::path::Path) -> Result<String> {
     let summary = Summary::read(&run.join("summary.json"))
         .with_context(|| format!("{} is not a run folder", run.display()))?;
@@ -365,11 +384,13 @@ fn monitor_report(run: &std::path::Path) -> Result<String> {
         )
     })?;
     monitor_plot::draw(&rows, &summary.name, &run.join("monitor"))?;
+    monitor_plot::draw_heatmaps(&rows, &summary.name, &run.join("monitor-heatmap"))?;
     let mut report = format!(
-        "{}: {} measurements; plot {}\n",
+        "{}: {} measurements; plots {} and {}\n",
         summary.name,
         rows.len(),
-        run.join("monitor.{svg,png}").display()
+        run.join("monitor.{svg,png}").display(),
+        run.join("monitor-heatmap.{svg,png}").display()
     );
     if summary.signals.is_empty() {
         report.push_str("  no diagnoses\n");
