@@ -10,12 +10,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or folder being read or written.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error: written into the message, not chained as its source, so that
+        /// a report of the whole chain says it once.
+        cause: std::io::Error,
     },
 
     /// A file that the layout requires is not there.
@@ -135,10 +136,10 @@ pub enum DataError {
 
 impl DataError {
     /// Wraps an I/O error with the path it happened on.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

@@ -31,12 +31,13 @@ use crate::spec::Model;
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     /// The file cannot be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why: written into the message, not chained as its source, so that a report of the
+        /// whole chain says it once.
+        cause: std::io::Error,
     },
     /// Not a weights file of a known kind, or a damaged one.
     #[error("{path}: {reason}")]
@@ -278,9 +279,9 @@ pub fn export_weights(
     path: &Path,
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), WeightsError> {
-    let io = |source| WeightsError::Io {
+    let io = |cause| WeightsError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let tensors = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
     let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -339,9 +340,9 @@ pub fn weights_metadata(path: &Path) -> Result<BTreeMap<String, String>, Weights
     if Kind::of(path)? == Kind::Pytorch {
         return Ok(BTreeMap::new());
     }
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+    let bytes = std::fs::read(path).map_err(|cause| WeightsError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Format {
         path: path.to_path_buf(),
@@ -384,16 +385,16 @@ fn inspect(path: &Path) -> Result<BTreeMap<String, Declared>, WeightsError> {
     };
     let kind = Kind::of(path)?;
     let length = std::fs::metadata(path)
-        .map_err(|source| WeightsError::Io {
+        .map_err(|cause| WeightsError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?
         .len() as usize;
     let declared = match kind {
         Kind::Safetensors => {
-            let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+            let bytes = std::fs::read(path).map_err(|cause| WeightsError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
             // The crate checks the header's size and every offset against the buffer.
             let file = SafeTensors::deserialize(&bytes)

@@ -80,15 +80,21 @@ impl Backend {
 
     /// Fails, naming the feature to build with, when the backend is not compiled in.
     pub fn ensure_compiled(self) -> Result<()> {
-        match self.feature() {
-            Some(feature) if !self.is_compiled() => bail!(
-                "backend '{self}' is not compiled into this binary; build with \
-                 `--features {feature}` (e.g. cargo run --release --features {feature} --bin \
-                 train -- …); compiled: {}",
-                Backend::compiled_list()
-            ),
-            _ => Ok(()),
+        match self.is_compiled() {
+            true => Ok(()),
+            false => Err(self.not_compiled()),
         }
+    }
+
+    /// The error of a backend this binary lacks, naming the feature that builds it in.
+    fn not_compiled(self) -> anyhow::Error {
+        let feature = self.feature().unwrap_or("?");
+        anyhow::anyhow!(
+            "backend '{self}' is not compiled into this binary; build with `--features \
+             {feature}` (e.g. cargo run --release --features {feature} --bin train -- …); \
+             compiled: {}",
+            Backend::compiled_list()
+        )
     }
 
     /// The device to compute on (without autodiff): the `index`-th GPU of the backend, or its
@@ -103,6 +109,7 @@ impl Backend {
             // Deprecated in burn 0.22 in favour of flex, still offered for comparison.
             #[allow(deprecated)]
             Backend::Ndarray => Device::ndarray(),
+            // Every backend has an arm in every build, so a new one cannot be forgotten here.
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => gpu::wgpu(index, burn::tensor::DeviceType::Wgpu, Device::wgpu)?,
             #[cfg(feature = "vulkan")]
@@ -111,8 +118,14 @@ impl Backend {
             Backend::Metal => gpu::wgpu(index, burn::tensor::DeviceType::Metal, Device::metal)?,
             #[cfg(feature = "cuda")]
             Backend::Cuda => Device::cuda(index.unwrap_or(0)),
-            #[allow(unreachable_patterns)]
-            _ => unreachable!("ensure_compiled rejects backends that are not compiled in"),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => return Err(self.not_compiled()),
+            #[cfg(not(feature = "vulkan"))]
+            Backend::Vulkan => return Err(self.not_compiled()),
+            #[cfg(not(feature = "metal"))]
+            Backend::Metal => return Err(self.not_compiled()),
+            #[cfg(not(feature = "cuda"))]
+            Backend::Cuda => return Err(self.not_compiled()),
         })
         .and_then(|device| {
             if self.is_gpu() {

@@ -203,9 +203,7 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
     device.seed(0);
     // CIFAR-sized inputs: the torchvision-layout nets get the CIFAR stem, as in `train`.
     let model_config = ModelConfig::new(name).with_stem(StemKind::Cifar);
-    let (model, _) = model_config
-        .init_with(&device, &InitPlan::new(Scheme::he()), 0)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let (model, _) = model_config.init_with(&device, &InitPlan::new(Scheme::he()), 0)?;
     let loader = Loader::new(
         data.clone(),
         Normalization::from_dataset(&data)?,

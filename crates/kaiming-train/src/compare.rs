@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::monitor::{Signal, SignalKind};
 use crate::plot::{Colour, Panel, Series, save_figure};
 use crate::precision::Precision;
+use crate::store::RunFiles;
 use crate::summary::Summary;
 
 /// One run as the comparison reads it.
@@ -31,12 +32,13 @@ pub struct RunRecord {
 impl RunRecord {
     /// Reads a run folder.
     pub fn read(dir: &Path) -> Result<Self> {
+        let files = RunFiles::new(dir);
         Ok(RunRecord {
             dir: dir.to_path_buf(),
-            summary: Summary::read(&dir.join("summary.json"))
+            summary: Summary::read(&files.summary())
                 .with_context(|| format!("{} is not a run folder", dir.display()))?,
-            metrics: Metrics::read(&dir.join("metrics.csv"))?,
-            config: std::fs::read_to_string(dir.join("config.toml"))
+            metrics: Metrics::read(&files.metrics())?,
+            config: std::fs::read_to_string(files.config())
                 .ok()
                 .and_then(|text| toml::from_str(&text).ok()),
         })
@@ -144,7 +146,7 @@ pub fn table(runs: &[RunRecord]) -> Table {
 pub fn expand_run_folders(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut runs = Vec::new();
     for path in paths {
-        if path.join("summary.json").is_file() {
+        if RunFiles::is_run(path) {
             runs.push(path.clone());
             continue;
         }
@@ -156,7 +158,7 @@ pub fn expand_run_folders(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 )
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("summary.json").is_file())
+            .filter(|p| RunFiles::is_run(p))
             .collect();
         if inside.is_empty() {
             anyhow::bail!(

@@ -72,8 +72,7 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
             let model = config.model.clone().with_branch(residual);
             model.validate().map(|()| model)
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+        .collect::<Result<Vec<_>, _>>()?;
     let device = config.device.clone().autodiff();
     let (images, labels) = batch(config, &device)?;
 
@@ -82,9 +81,8 @@ pub fn probe(config: &ProbeConfig) -> Result<Vec<ProbeRow>> {
         .iter()
         .flat_map(|model| config.inits.iter().map(move |&scheme| (model, scheme)));
     for (model_config, scheme) in cases {
-        let (model, report) = model_config
-            .init_with(&device, &InitPlan::new(scheme), config.seed)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let (model, report) =
+            model_config.init_with(&device, &InitPlan::new(scheme), config.seed)?;
         let label = match model_config.branch {
             Branch::Standard => scheme.to_string(),
             residual => format!("{scheme} + {residual}"),

@@ -66,7 +66,7 @@ pub fn train(mut config: RunConfig, options: &RunOptions) -> Result<Summary> {
         );
     }
     let folder = RunStore::new(&options.out).create(&config, options.name.as_deref())?;
-    crate::atomic::write_atomic(&folder.config(), config.to_toml().as_bytes())?;
+    crate::atomic::write_atomic(&folder.files().config(), config.to_toml().as_bytes())?;
     Run::start(config, folder, options)?.run()
 }
 
@@ -74,8 +74,40 @@ pub fn train(mut config: RunConfig, options: &RunOptions) -> Result<Summary> {
 /// none yet).
 pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<Summary> {
     let folder = RunStore::open(run_dir)?;
-    let config = RunConfig::read(&folder.config())?;
+    let config = RunConfig::read(&folder.files().config())?;
     Run::start(config, folder, options)?.run()
+}
+
+/// The whole run's time to go, from the mean wall time per step since this session started:
+/// evaluations, monitor steps and checkpoints included, so it stays steady where a rate over the
+/// last few steps would jump at each of them.
+struct Eta {
+    started: Instant,
+    first_step: usize,
+    total_steps: usize,
+}
+
+impl Eta {
+    fn new(first_step: usize, total_steps: usize) -> Self {
+        Eta {
+            started: Instant::now(),
+            first_step,
+            total_steps,
+        }
+    }
+
+    /// The time to go after `step` steps, as `2h 05m`.
+    fn remaining(&self, step: usize) -> String {
+        let done = step.saturating_sub(self.first_step).max(1) as f64;
+        let left = self.total_steps.saturating_sub(step) as f64;
+        let seconds = (self.started.elapsed().as_secs_f64() / done * left).round() as u64;
+        let (days, hours, minutes) = (seconds / 86_400, seconds / 3_600 % 24, seconds / 60 % 60);
+        match (days, hours) {
+            (0, 0) => format!("{minutes}m {:02}s", seconds % 60),
+            (0, _) => format!("{hours}h {minutes:02}m"),
+            _ => format!("{days}d {hours:02}h"),
+        }
+    }
 }
 
 /// A run in progress.
@@ -157,10 +189,9 @@ impl<'a> Run<'a> {
         let eval = Feed::new(eval, &device.clone().without_autodiff(), on_device);
 
         let model_config = config.model_config();
-        let (model, _) = model_config
-            .init_with(&device, &InitPlan::new(config.init), config.seed)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let checkpoints = Checkpoints::new(folder.checkpoints(), options.keep_checkpoints);
+        let (model, _) =
+            model_config.init_with(&device, &InitPlan::new(config.init), config.seed)?;
+        let checkpoints = Checkpoints::new(folder.files().checkpoints(), options.keep_checkpoints);
         let resuming = checkpoints.latest()?;
         let model = match (&config.model.weights, &resuming) {
             (Some(weights), None) => start_from(model, weights)?,
@@ -179,7 +210,7 @@ impl<'a> Run<'a> {
                     );
                 }
                 tracing::info!("LSUV on the first training batch:\n{report}");
-                crate::atomic::write_atomic(&folder.lsuv(), report.to_string().as_bytes())?;
+                crate::atomic::write_atomic(&folder.files().lsuv(), report.to_string().as_bytes())?;
                 model
             }
             _ => model,
@@ -205,7 +236,7 @@ impl<'a> Run<'a> {
                 (set.progress, set.metrics)
             }
             None => {
-                if folder.metrics().exists() {
+                if folder.files().metrics().exists() {
                     tracing::info!(
                         "{} has no checkpoint yet: starting it from the beginning",
                         folder.path().display()
@@ -219,14 +250,14 @@ impl<'a> Run<'a> {
             }
         };
         // The live files must agree with the state the run continues from.
-        metrics.write(&folder.metrics())?;
-        let mut board = EventWriter::create(&folder.tensorboard())?;
+        metrics.write(&folder.files().metrics())?;
+        let mut board = EventWriter::create(&folder.files().tensorboard())?;
         for row in &metrics.rows {
             board.metric_row(row)?;
         }
         let monitor = match monitor_batch {
             Some(batch) => {
-                let (log, kept) = MonitorLog::open(&folder.monitor(), progress.step)?;
+                let (log, kept) = MonitorLog::open(&folder.files().monitor(), progress.step)?;
                 board.monitor_rows(&kept)?;
                 Some((Monitor::new(config.monitor, batch), log))
             }
@@ -268,7 +299,9 @@ impl<'a> Run<'a> {
     fn run(mut self) -> Result<Summary> {
         let steps_per_epoch = self.train.batches_per_epoch();
         let epochs = self.config.schedule.epochs;
-        let bar = self.progress_bar(epochs * steps_per_epoch);
+        let total_steps = epochs * steps_per_epoch;
+        let bar = self.progress_bar(total_steps);
+        let eta = Eta::new(self.progress.step, total_steps);
         let mut cadence = Cadence::new(self.options.checkpoint_every);
         let mut status = Status::Running;
         let mut epochs_this_session = 0;
@@ -329,10 +362,11 @@ impl<'a> Run<'a> {
                 }
                 let w = self.progress.epoch_window;
                 bar.set_message(format!(
-                    "loss {:.3}  acc {:.3}  {:.0} img/s",
+                    "loss {:.3}  acc {:.3}  {:.0} img/s  run ETA {}",
                     w.mean_loss(),
                     w.accuracy(),
-                    w.images_per_sec()
+                    w.images_per_sec(),
+                    eta.remaining(self.progress.step)
                 ));
                 bar.inc(1);
                 if self.interrupted()
@@ -373,7 +407,7 @@ impl<'a> Run<'a> {
         if status == Status::Running {
             status = Status::Completed;
         }
-        self.metrics.write(&self.folder.metrics())?;
+        self.metrics.write(&self.folder.files().metrics())?;
         let summary = self.write_summary(status)?;
         let percent = |a: Option<f64>| a.map_or("-".into(), |a| format!("{a:.4}"));
         tracing::info!(
@@ -485,7 +519,7 @@ impl<'a> Run<'a> {
         self.board.metric_row(&row)?;
         self.board.flush()?;
         self.metrics.rows.push(row);
-        self.metrics.write(&self.folder.metrics())
+        self.metrics.write(&self.folder.files().metrics())
     }
 
     /// Writes the checkpoint set of the current step.
@@ -548,7 +582,7 @@ impl<'a> Run<'a> {
             kernels: (self.config.backend == Backend::Flex)
                 .then(|| self.config.kernels.choice().into()),
         };
-        summary.write(&self.folder.summary())?;
+        summary.write(&self.folder.files().summary())?;
         Ok(summary)
     }
 
@@ -559,14 +593,11 @@ impl<'a> Run<'a> {
         }
         let bar = ProgressBar::new(total_steps as u64);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] step {pos}/{len}  {msg}  run ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix} [{bar:30}] step {pos}/{len}  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_position(self.progress.step as u64);
-        bar.reset_eta();
         bar
     }
 

@@ -90,7 +90,7 @@ impl RunStore {
 
     /// Opens and locks the folder of an existing run, to continue it.
     pub fn open(path: &Path) -> Result<RunFolder> {
-        if !path.join("config.toml").is_file() {
+        if !RunFiles::new(path).config().is_file() {
             bail!("{} is not a run folder (no config.toml)", path.display());
         }
         RunFolder::claim(path.to_path_buf(), true)
@@ -102,9 +102,10 @@ impl RunStore {
         if !path.exists() {
             return Slot::Free;
         }
-        match RunConfig::read(&path.join("config.toml")) {
+        let files = RunFiles::new(&path);
+        match RunConfig::read(&files.config()) {
             Ok(saved) if saved.recorded() == config.recorded() => {
-                Slot::SameRun(Summary::read(&path.join("summary.json")).ok().map(Box::new))
+                Slot::SameRun(Summary::read(&files.summary()).ok().map(Box::new))
             }
             Ok(_) => Slot::Other,
             Err(_) if is_empty_but_lock(&path) => Slot::Free,
@@ -122,7 +123,7 @@ impl RunStore {
         // Holding the lock (refused with the holder's pid otherwise) while reading, and never
         // removing what is there: the folder is someone's run.
         let _held = RunFolder::claim(path.clone(), true)?;
-        match RunConfig::read(&path.join("config.toml")) {
+        match RunConfig::read(&RunFiles::new(&path).config()) {
             Ok(saved) if saved.recorded() == config.recorded() => bail!(
                 "{} already holds this run; continue it with --resume {}",
                 path.display(),
@@ -136,10 +137,66 @@ impl RunStore {
     }
 }
 
+/// The files of a run folder, by name: the one place those names are written.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    dir: PathBuf,
+}
+
+impl RunFiles {
+    /// The files of the run folder `dir`.
+    pub fn new(dir: &Path) -> Self {
+        RunFiles {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Whether `dir` holds a run (it has `summary.json`).
+    pub fn is_run(dir: &Path) -> bool {
+        RunFiles::new(dir).summary().is_file()
+    }
+
+    /// `config.toml`: the resolved settings.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// `metrics.csv`: the rows so far.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.csv")
+    }
+
+    /// `summary.json`: what the run is and how it stands.
+    pub fn summary(&self) -> PathBuf {
+        self.dir.join("summary.json")
+    }
+
+    /// `monitor.csv`: the signal monitor's measurements.
+    pub fn monitor(&self) -> PathBuf {
+        self.dir.join("monitor.csv")
+    }
+
+    /// `lsuv.txt`: what the LSUV pass did to each layer, where the run has one.
+    pub fn lsuv(&self) -> PathBuf {
+        self.dir.join("lsuv.txt")
+    }
+
+    /// `tensorboard/`: the event files.
+    pub fn tensorboard(&self) -> PathBuf {
+        self.dir.join("tensorboard")
+    }
+
+    /// `checkpoints/`: the checkpoint sets.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.dir.join("checkpoints")
+    }
+}
+
 /// A run folder, locked by this process for as long as the value lives.
 #[derive(Debug)]
 pub struct RunFolder {
     path: PathBuf,
+    files: RunFiles,
     name: String,
     _lock: File,
     /// Removed on drop unless the run has started (or the folder held a run already).
@@ -180,6 +237,7 @@ impl RunFolder {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(RunFolder {
+            files: RunFiles::new(&path),
             path,
             name,
             _lock: lock,
@@ -197,39 +255,9 @@ impl RunFolder {
         &self.name
     }
 
-    /// `config.toml`: the resolved settings.
-    pub fn config(&self) -> PathBuf {
-        self.path.join("config.toml")
-    }
-
-    /// `metrics.csv`: the rows so far.
-    pub fn metrics(&self) -> PathBuf {
-        self.path.join("metrics.csv")
-    }
-
-    /// `summary.json`: what the run is and how it stands.
-    pub fn summary(&self) -> PathBuf {
-        self.path.join("summary.json")
-    }
-
-    /// `monitor.csv`: the signal monitor's measurements.
-    pub fn monitor(&self) -> PathBuf {
-        self.path.join("monitor.csv")
-    }
-
-    /// `lsuv.txt`: what the LSUV pass did to each layer, where the run has one.
-    pub fn lsuv(&self) -> PathBuf {
-        self.path.join("lsuv.txt")
-    }
-
-    /// `tensorboard/`: the event files.
-    pub fn tensorboard(&self) -> PathBuf {
-        self.path.join("tensorboard")
-    }
-
-    /// `checkpoints/`: the checkpoint sets.
-    pub fn checkpoints(&self) -> PathBuf {
-        self.path.join("checkpoints")
+    /// Where its files are.
+    pub fn files(&self) -> &RunFiles {
+        &self.files
     }
 
     /// The run has started: from now on the folder stays, whatever happens.

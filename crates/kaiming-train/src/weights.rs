@@ -20,6 +20,7 @@ use crate::config::RunConfig;
 use crate::feed::Feed;
 use crate::precision::Precision;
 use crate::run::splits;
+use crate::store::RunFiles;
 use crate::summary::Summary;
 use crate::trainer::evaluate;
 
@@ -45,9 +46,10 @@ pub struct Evaluation {
 
 /// The run in `dir`: its settings, and its model with the weights of the chosen set.
 pub fn run_model(dir: &Path, which: Which, device: &Device) -> Result<(RunConfig, Model)> {
-    let config = RunConfig::read(&dir.join("config.toml"))
+    let files = RunFiles::new(dir);
+    let config = RunConfig::read(&files.config())
         .with_context(|| format!("{} is not a run folder", dir.display()))?;
-    let checkpoints = Checkpoints::new(dir.join("checkpoints"), usize::MAX);
+    let checkpoints = Checkpoints::new(files.checkpoints(), usize::MAX);
     let set: LoadedSet = match which {
         Which::Latest => checkpoints.latest()?,
         Which::Best => checkpoints
@@ -56,20 +58,20 @@ pub fn run_model(dir: &Path, which: Which, device: &Device) -> Result<(RunConfig
             .transpose()?,
     }
     .with_context(|| format!("{} has no checkpoint set yet", dir.display()))?;
-    let (model, _) = config
-        .model_config()
-        .init_with(device, &InitPlan::new(config.init), config.seed)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let (model, _) =
+        config
+            .model_config()
+            .init_with(device, &InitPlan::new(config.init), config.seed)?;
     Ok((config, set.load_model(model)?))
 }
 
 /// A `--model` with the weights of `file`, its class count taken from the file's classifier.
 pub fn file_model(config: ModelConfig, file: &Path, device: &Device) -> Result<Model> {
     let classes = classifier_classes(file)?;
-    let (model, _) = config
-        .with_num_classes(classes)
-        .init_with(device, &InitPlan::torchvision(), 0)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let (model, _) =
+        config
+            .with_num_classes(classes)
+            .init_with(device, &InitPlan::torchvision(), 0)?;
     let (model, report) = load_weights(model, file, LoadOptions::default())?;
     tracing::info!("{}: {report}", file.display());
     Ok(model)
@@ -135,7 +137,7 @@ pub fn export_run(dir: &Path, which: Which, out: &Path) -> Result<()> {
         bail!("--out {}: the export is a .safetensors file", out.display());
     }
     let (_, model) = run_model(dir, which, &Device::flex())?;
-    let summary = Summary::read(&dir.join("summary.json"))?;
+    let summary = Summary::read(&RunFiles::new(dir).summary())?;
     let mut metadata = BTreeMap::new();
     match summary.input_normalization {
         Some(n) => {

@@ -12,6 +12,7 @@ use kaiming_train::cli::{Cli, Command, OutputArgs};
 use kaiming_train::config::RunArgs;
 use kaiming_train::monitor::MonitorLog;
 use kaiming_train::run::{RunOptions, resume, train};
+use kaiming_train::store::RunFiles;
 use kaiming_train::summary::{Status, Summary};
 use kaiming_train::{bench, compare, inspect, monitor_plot, pivot, probe, sweep, weights};
 use tracing_subscriber::EnvFilter;
@@ -159,7 +160,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
             let out = match args.out {
                 Some(out) => out,
                 // A sweep's folder gets its comparison, as the sweep itself writes it.
-                None if args.runs.len() == 1 && !args.runs[0].join("summary.json").is_file() => {
+                None if args.runs.len() == 1 && !RunFiles::is_run(&args.runs[0]) => {
                     args.runs[0].clone()
                 }
                 None => common_parent(&args.runs),
@@ -375,9 +376,10 @@ fn print_pivot(
 }
 
 fn monitor_report(run: &std::path::Path) -> Result<String> {
-    let summary = Summary::read(&run.join("summary.json"))
+    let files = RunFiles::new(run);
+    let summary = Summary::read(&files.summary())
         .with_context(|| format!("{} is not a run folder", run.display()))?;
-    let rows = MonitorLog::read(&run.join("monitor.csv")).with_context(|| {
+    let rows = MonitorLog::read(&files.monitor()).with_context(|| {
         format!(
             "{} has no monitor log; train with --monitor-every N",
             run.display()
