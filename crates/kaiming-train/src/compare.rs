@@ -8,7 +8,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use kaiming_resnet::{Branch, Norm};
 
 use crate::atomic::write_atomic;
-use crate::config::RunConfig;
+use crate::config::{RunConfig, read_toml};
 use crate::metrics::Metrics;
 use crate::monitor::{Signal, SignalKind};
 use crate::plot::{Colour, Panel, Series, save_figure};
@@ -38,16 +38,18 @@ impl RunRecord {
             summary: Summary::read(&files.summary())
                 .with_context(|| format!("{} is not a run folder", dir.display()))?,
             metrics: Metrics::read(&files.metrics())?,
-            config: std::fs::read_to_string(files.config())
-                .ok()
-                .and_then(|text| toml::from_str(&text).ok()),
+            // Unchecked: a GPU run's settings read on a machine without that backend too.
+            config: match files.config().exists() {
+                true => Some(read_toml(&files.config())?),
+                false => None,
+            },
         })
     }
 
     /// The model as the comparison names it: its name, plus what sets it apart from the
     /// default recipe (no normalisation, zero-init residual branches, reduced precision).
     pub fn variant(&self) -> String {
-        let mut name = self.summary.model.clone();
+        let mut name = self.summary.model.to_string();
         if let Some(config) = &self.config {
             if config.model.norm == Norm::None {
                 name.push_str(" no-norm");
@@ -75,7 +77,7 @@ impl RunRecord {
                     .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
                 format!("from {name} + {}", self.summary.init)
             }
-            None => self.summary.init.clone(),
+            None => self.summary.init.to_string(),
         }
     }
 

@@ -39,32 +39,62 @@ use crate::config::MonitorSettings;
 use crate::signals::{std_of, trace};
 use crate::trainer::StepObserver;
 
-/// The quantities of `monitor.csv`, by name.
-pub mod quantity {
+/// A quantity of `monitor.csv`, written there in snake case (`activation_std`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
     /// Mean of a layer's output.
-    pub const ACTIVATION_MEAN: &str = "activation_mean";
+    ActivationMean,
     /// Std of a layer's output.
-    pub const ACTIVATION_STD: &str = "activation_std";
+    ActivationStd,
     /// Fraction of a layer's channels dead over the batch.
-    pub const DEAD_FRACTION: &str = "dead_fraction";
+    DeadFraction,
     /// Std of ∂loss/∂output of a layer.
-    pub const GRADIENT_STD: &str = "gradient_std";
+    GradientStd,
     /// ‖w‖ of a weight tensor, before the step.
-    pub const WEIGHT_NORM: &str = "weight_norm";
+    WeightNorm,
     /// ‖∂loss/∂w‖ of the step.
-    pub const GRADIENT_NORM: &str = "gradient_norm";
+    GradientNorm,
     /// ‖Δw‖/‖w‖ of the step.
-    pub const UPDATE_RATIO: &str = "update_ratio";
-    /// Every quantity, in the order of the plot's panels.
-    pub const ALL: [&str; 7] = [
-        ACTIVATION_MEAN,
-        ACTIVATION_STD,
-        DEAD_FRACTION,
-        GRADIENT_STD,
-        WEIGHT_NORM,
-        GRADIENT_NORM,
-        UPDATE_RATIO,
+    UpdateRatio,
+}
+
+impl Quantity {
+    /// Every quantity, in the order of the plots' panels.
+    pub const ALL: [Quantity; 7] = [
+        Quantity::ActivationMean,
+        Quantity::ActivationStd,
+        Quantity::DeadFraction,
+        Quantity::GradientStd,
+        Quantity::WeightNorm,
+        Quantity::GradientNorm,
+        Quantity::UpdateRatio,
     ];
+
+    /// The name `monitor.csv` and TensorBoard use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantity::ActivationMean => "activation_mean",
+            Quantity::ActivationStd => "activation_std",
+            Quantity::DeadFraction => "dead_fraction",
+            Quantity::GradientStd => "gradient_std",
+            Quantity::WeightNorm => "weight_norm",
+            Quantity::GradientNorm => "gradient_norm",
+            Quantity::UpdateRatio => "update_ratio",
+        }
+    }
+
+    /// Whether it is a magnitude, drawn on a log scale (the mean and the dead fraction are
+    /// often zero and are drawn on a linear one).
+    pub fn is_magnitude(self) -> bool {
+        !matches!(self, Quantity::ActivationMean | Quantity::DeadFraction)
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One line of `monitor.csv`.
@@ -74,8 +104,8 @@ pub struct MonitorRow {
     pub step: usize,
     /// Layer (activations, gradients) or parameter path (weights).
     pub layer: String,
-    /// One of [`quantity::ALL`].
-    pub quantity: String,
+    /// What was measured.
+    pub quantity: Quantity,
     /// The value.
     pub value: f64,
 }
@@ -199,7 +229,7 @@ pub struct Signal {
     /// Where.
     pub layer: String,
     /// The quantity it was read from.
-    pub quantity: String,
+    pub quantity: Quantity,
     /// When it first appeared (optimizer steps done).
     pub step: usize,
     /// The value that crossed the threshold: a ratio to the reference layer for vanishing and
@@ -301,13 +331,13 @@ impl Monitor {
                 .mean();
             values.extend([output.clone().mean(), std_of(output), dead]);
             names.extend([
-                (signal.name.clone(), quantity::ACTIVATION_MEAN),
-                (signal.name.clone(), quantity::ACTIVATION_STD),
-                (signal.name.clone(), quantity::DEAD_FRACTION),
+                (signal.name.clone(), Quantity::ActivationMean),
+                (signal.name.clone(), Quantity::ActivationStd),
+                (signal.name.clone(), Quantity::DeadFraction),
             ]);
             if let Some(gradient) = &signal.gradient {
                 values.push(std_of(gradient.clone()));
-                names.push((signal.name.clone(), quantity::GRADIENT_STD));
+                names.push((signal.name.clone(), Quantity::GradientStd));
             }
         }
         Watch {
@@ -322,7 +352,7 @@ impl Monitor {
     /// The diagnoses in `rows` (one monitored step) not already in `seen`, which they join.
     pub fn diagnose(&self, rows: &[MonitorRow], seen: &mut Vec<Signal>) -> Vec<Signal> {
         let s = &self.settings;
-        let of = |quantity: &str| -> Vec<&MonitorRow> {
+        let of = |quantity: Quantity| -> Vec<&MonitorRow> {
             rows.iter().filter(|r| r.quantity == quantity).collect()
         };
         let mut found = Vec::new();
@@ -342,20 +372,20 @@ impl Monitor {
                 found.push(signal(kind, row, ratio));
             }
         };
-        let activations = of(quantity::ACTIVATION_STD);
+        let activations = of(Quantity::ActivationStd);
         let first = activations.first().copied();
         relative(activations, first.as_ref());
-        let gradients = of(quantity::GRADIENT_STD);
+        let gradients = of(Quantity::GradientStd);
         let last = gradients.last().copied();
         relative(gradients, last.as_ref());
-        for row in of(quantity::DEAD_FRACTION) {
+        for row in of(Quantity::DeadFraction) {
             if row.value > s.dead_above {
                 found.push(signal(SignalKind::DeadRelus, row, row.value));
             }
         }
         // A weight that starts at zero (Fixup's last layers, a zero-initialised classifier) has
         // no update ratio: its ‖Δw‖/‖w‖ is infinite or 0/0, not a sign of a bad step size.
-        for row in of(quantity::UPDATE_RATIO)
+        for row in of(Quantity::UpdateRatio)
             .into_iter()
             .filter(|r| r.value.is_finite())
         {
@@ -363,13 +393,13 @@ impl Monitor {
                 found.push(signal(SignalKind::UpdateRatio, row, row.value));
             }
         }
-        let known: BTreeSet<(SignalKind, String, String)> = seen
+        let known: BTreeSet<(SignalKind, String, Quantity)> = seen
             .iter()
-            .map(|s| (s.kind, s.layer.clone(), s.quantity.clone()))
+            .map(|s| (s.kind, s.layer.clone(), s.quantity))
             .collect();
         let new: Vec<Signal> = found
             .into_iter()
-            .filter(|s| !known.contains(&(s.kind, s.layer.clone(), s.quantity.clone())))
+            .filter(|s| !known.contains(&(s.kind, s.layer.clone(), s.quantity)))
             .collect();
         seen.extend(new.iter().cloned());
         new
@@ -380,7 +410,7 @@ fn signal(kind: SignalKind, row: &MonitorRow, value: f64) -> Signal {
     Signal {
         kind,
         layer: row.layer.clone(),
-        quantity: row.quantity.clone(),
+        quantity: row.quantity,
         step: row.step,
         value,
     }
@@ -391,7 +421,7 @@ fn signal(kind: SignalKind, row: &MonitorRow, value: f64) -> Signal {
 pub struct Watch {
     step: usize,
     layer_values: Vec<Tensor<1>>,
-    layer_names: Vec<(String, &'static str)>,
+    layer_names: Vec<(String, Quantity)>,
     before: Vec<Weight>,
     gradient_norms: Vec<(ParamId, Tensor<1>)>,
 }
@@ -412,14 +442,14 @@ impl Watch {
     pub fn finish(self, after: &Model) -> Vec<MonitorRow> {
         let after = weights(after);
         let mut values = self.layer_values;
-        let mut names: Vec<(String, &'static str)> = self.layer_names;
+        let mut names: Vec<(String, Quantity)> = self.layer_names;
         for weight in &self.before {
             let norm = weight.tensor.clone().powi_scalar(2).sum().sqrt();
             values.push(norm.clone());
-            names.push((weight.path.clone(), quantity::WEIGHT_NORM));
+            names.push((weight.path.clone(), Quantity::WeightNorm));
             if let Some((_, g)) = self.gradient_norms.iter().find(|(id, _)| *id == weight.id) {
                 values.push(g.clone());
-                names.push((weight.path.clone(), quantity::GRADIENT_NORM));
+                names.push((weight.path.clone(), Quantity::GradientNorm));
             }
             if let Some(new) = after.iter().find(|w| w.id == weight.id) {
                 let change = (new.tensor.clone() - weight.tensor.clone())
@@ -427,7 +457,7 @@ impl Watch {
                     .sum()
                     .sqrt();
                 values.push(change / norm);
-                names.push((weight.path.clone(), quantity::UPDATE_RATIO));
+                names.push((weight.path.clone(), Quantity::UpdateRatio));
             }
         }
         if values.is_empty() {
@@ -444,7 +474,7 @@ impl Watch {
             .map(|((layer, quantity), value)| MonitorRow {
                 step: self.step,
                 layer,
-                quantity: quantity.to_string(),
+                quantity: quantity,
                 value: f64::from(value),
             })
             .collect()

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Result, ensure};
 
 use crate::heatmap::{self, HeatCell, Heatmap, Scale};
-use crate::monitor::{MonitorRow, quantity};
+use crate::monitor::{MonitorRow, Quantity};
 use crate::plot::{Colour, Panel, Series, save_figure};
 
 /// Draws `rows` (one run's monitor.csv) to `<stem>.svg` and `<stem>.png`: one panel per
@@ -17,7 +17,7 @@ use crate::plot::{Colour, Panel, Series, save_figure};
 pub fn draw(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()> {
     ensure!(!rows.is_empty(), "{title}: monitor.csv has no rows");
     let mut panels = Vec::new();
-    for name in quantity::ALL {
+    for name in Quantity::ALL {
         // Layers in the order they first appear (forward order), each with its points.
         let mut order: Vec<&str> = Vec::new();
         let mut points: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
@@ -49,9 +49,9 @@ pub fn draw(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()> {
                 dashed: false,
             })
             .collect();
-        let log_y = !matches!(name, quantity::ACTIVATION_MEAN | quantity::DEAD_FRACTION);
+        let log_y = name.is_magnitude();
         panels.push(Panel {
-            title: format!("{title}: {}", name.replace('_', " ")),
+            title: format!("{title}: {}", name.name().replace('_', " ")),
             x_label: "step".into(),
             y_label: if log_y { "log scale" } else { "" }.into(),
             log_y,
@@ -70,7 +70,7 @@ pub fn draw_heatmaps(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()
     steps.sort_unstable();
     steps.dedup();
     let mut maps = Vec::new();
-    for name in quantity::ALL {
+    for name in Quantity::ALL {
         let mut layers: Vec<&str> = Vec::new();
         let mut values: BTreeMap<(&str, usize), f64> = BTreeMap::new();
         for row in rows.iter().filter(|r| r.quantity == name) {
@@ -82,9 +82,9 @@ pub fn draw_heatmaps(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()
         if layers.is_empty() {
             continue;
         }
-        let linear = matches!(name, quantity::ACTIVATION_MEAN | quantity::DEAD_FRACTION);
+        let linear = !name.is_magnitude();
         maps.push(Heatmap {
-            title: format!("{title}: {}", name.replace('_', " ")),
+            title: format!("{title}: {}", name.name().replace('_', " ")),
             axes: ("layer, input to output".into(), "step".into()),
             rows: layers.iter().map(ToString::to_string).collect(),
             columns: steps.iter().map(ToString::to_string).collect(),

@@ -23,7 +23,7 @@ use crate::config::RunConfig;
 use crate::fault::{self, Point};
 use crate::feed::Feed;
 use crate::metrics::{MetricRow, Metrics, RowContext, Tally};
-use crate::monitor::{Monitor, MonitorLog, MonitorRow, Signal, fixed_batch};
+use crate::monitor::{Monitor, MonitorLog, MonitorRow, Quantity, Signal, fixed_batch};
 use crate::store::{RunFolder, RunStore};
 use crate::summary::{Status, Summary};
 use crate::tensorboard::EventWriter;
@@ -487,9 +487,9 @@ impl<'a> Run<'a> {
                     a
                 }
             });
-            let what = match first.quantity.as_str() {
-                "activation_std" => " activations",
-                "gradient_std" => " gradients",
+            let what = match first.quantity {
+                Quantity::ActivationStd => " activations",
+                Quantity::GradientStd => " gradients",
                 _ => "",
             };
             tracing::warn!(
@@ -553,18 +553,18 @@ impl<'a> Run<'a> {
         let last_eval = self.metrics.evaluations().last();
         let summary = Summary {
             name: self.folder.name().to_string(),
-            model: self.config.model.name.to_string(),
-            init: self.config.init.to_string(),
+            model: self.config.model.name,
+            init: self.config.init,
             weights: self
                 .config
                 .model
                 .weights
                 .as_ref()
                 .map(|p| p.display().to_string()),
-            backend: self.config.backend.to_string(),
+            backend: self.config.backend,
             device: self.device_name.clone(),
             devices: self.device_names.clone(),
-            precision: self.config.precision.to_string(),
+            precision: self.config.precision,
             seed: self.config.seed,
             git_commit: git_commit(),
             status,

@@ -4,11 +4,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kaiming_cifar::Normalization;
+use kaiming_init::Scheme;
 use kaiming_kernels::{ConvAlgorithm, KernelChoice};
+use kaiming_resnet::ModelName;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
+use crate::backend::Backend;
 use crate::monitor::Signal;
+use crate::precision::Precision;
 
 /// How a run ended (or stands, while it runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,16 +44,16 @@ impl std::fmt::Display for Status {
 pub struct Summary {
     /// Run folder name.
     pub name: String,
-    /// Model name.
-    pub model: String,
-    /// Init scheme name.
-    pub init: String,
+    /// The model.
+    pub model: ModelName,
+    /// The init scheme.
+    pub init: Scheme,
     /// The weights file the run started from, if any (its init then covers only what the file
     /// did not provide).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
-    /// Backend name.
-    pub backend: String,
+    /// The backend.
+    pub backend: Backend,
     /// Device the run computed on: the adapter's own name on GPUs.
     pub device: String,
     /// The devices of its replicas, the first being `device` (absent in runs made before
@@ -57,8 +61,8 @@ pub struct Summary {
     #[serde(default)]
     pub devices: Vec<String>,
     /// Arithmetic precision (absent in runs made before it existed: f32).
-    #[serde(default = "f32_name")]
-    pub precision: String,
+    #[serde(default)]
+    pub precision: Precision,
     /// Seed of the run.
     pub seed: u64,
     /// `git rev-parse HEAD` of the working tree the run started from, if any.
@@ -148,10 +152,6 @@ impl From<InputNormalization> for Normalization {
             std: n.std,
         }
     }
-}
-
-fn f32_name() -> String {
-    "f32".to_string()
 }
 
 impl Summary {

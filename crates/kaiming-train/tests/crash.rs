@@ -11,7 +11,7 @@ use common::{
     assert_success, cifar_dir, deterministic, read_run, set_arg, stderr, tiny_run_args, train,
     train_command,
 };
-use kaiming_train::monitor::MonitorLog;
+use kaiming_train::monitor::{MonitorLog, Quantity};
 use kaiming_train::summary::Status;
 
 /// 320 images in batches of 32: 10 steps an epoch, 2 epochs; a mid-epoch set at every fourth
@@ -46,7 +46,7 @@ fn stopped_at(cwd: &Path, data: &str, name: &str, fault: &str) {
     }
 }
 
-fn monitor_rows(dir: &Path) -> Vec<(usize, String, String, f64)> {
+fn monitor_rows(dir: &Path) -> Vec<(usize, String, Quantity, f64)> {
     MonitorLog::read(&dir.join("monitor.csv"))
         .unwrap()
         .into_iter()

@@ -38,8 +38,8 @@ fn a_short_run_writes_its_folder_and_its_loss_falls_and_resume_is_exact() {
     assert_eq!(summary.epochs_completed, 2);
     assert_eq!(summary.steps, 20);
     assert_eq!(
-        (summary.model.as_str(), summary.init.as_str()),
-        ("resnet20", "he")
+        (summary.model.to_string(), summary.init.to_string()),
+        ("resnet20".to_string(), "he".to_string())
     );
     let train_rows: Vec<&MetricRow> = metrics.rows.iter().filter(|r| r.split == "train").collect();
     assert_eq!(train_rows.len(), 10, "a train row every 2 of 20 steps");

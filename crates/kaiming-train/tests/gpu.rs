@@ -239,7 +239,7 @@ fn a_gpu_run_writes_the_cpu_run_folder() {
         let dir = cwd.path().join("runs").join(&name);
         assert_eq!(files(&dir), files(&cpu_dir), "{backend}: run folder");
         let summary = Summary::read(&dir.join("summary.json")).unwrap();
-        assert_eq!(summary.backend, name);
+        assert_eq!(summary.backend.to_string(), name);
         assert!(!summary.device.contains("Flex"), "{}", summary.device);
         let metrics = Metrics::read(&dir.join("metrics.csv")).unwrap();
         assert_eq!(metrics.rows.len(), cpu_metrics.rows.len());

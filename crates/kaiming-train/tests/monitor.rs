@@ -10,7 +10,7 @@ use kaiming_cifar::Batch;
 use kaiming_init::{InitPlan, Scheme};
 use kaiming_resnet::{Model, ModelConfig, ModelName, Norm};
 use kaiming_train::config::{MonitorSettings, OptimizerSettings};
-use kaiming_train::monitor::{Monitor, MonitorRow, Signal, SignalKind, quantity};
+use kaiming_train::monitor::{Monitor, MonitorRow, Quantity, Signal, SignalKind};
 use kaiming_train::schedule::Schedule;
 use kaiming_train::trainer::{Trainer, TrainerParts, sgd};
 
@@ -88,7 +88,7 @@ fn on_the_30_layer_plain_net_xavier_is_diagnosed_as_vanishing_and_he_is_not() {
         let (rows, signals) = monitored(&mut trainer(model, 0.01, 0.0), &monitor, &data, 3);
         assert_eq!(
             rows.iter()
-                .filter(|r| r.quantity == quantity::ACTIVATION_STD)
+                .filter(|r| r.quantity == Quantity::ActivationStd)
                 .count(),
             3 * 29,
             "every traced layer at every step"
@@ -193,7 +193,7 @@ fn the_dead_fraction_and_the_update_ratio_equal_a_hand_computation() {
         data.clone(),
     );
     let (rows, _) = monitored(&mut trainer(model, lr, 0.0), &monitor, &data, 1);
-    let row = |layer: &str, quantity: &str| {
+    let row = |layer: &str, quantity: Quantity| {
         rows.iter()
             .find(|r| r.layer == layer && r.quantity == quantity)
             .unwrap_or_else(|| panic!("no {quantity} of {layer}"))
@@ -205,22 +205,22 @@ fn the_dead_fraction_and_the_update_ratio_equal_a_hand_computation() {
         "the batch should kill some channels but not all: {dead_by_hand:?}"
     );
     for (layer, dead) in &dead_by_hand {
-        assert_eq!(row(layer, quantity::DEAD_FRACTION), *dead, "{layer}");
+        assert_eq!(row(layer, Quantity::DeadFraction), *dead, "{layer}");
     }
     assert_eq!(by_hand.found.len(), 3);
     for (path, weight, grad) in &by_hand.found {
         let expected = lr * norm(grad) / norm(weight);
-        let ratio = row(path, quantity::UPDATE_RATIO);
+        let ratio = row(path, Quantity::UpdateRatio);
         assert!(
             (ratio - expected).abs() <= 1e-3 * expected,
             "{path}: the monitor's update ratio {ratio:.6e}, by hand {expected:.6e}"
         );
-        let grad_norm = row(path, quantity::GRADIENT_NORM);
+        let grad_norm = row(path, Quantity::GradientNorm);
         assert!(
             (grad_norm - norm(grad)).abs() <= 1e-5 * norm(grad),
             "{path}"
         );
-        let weight_norm = row(path, quantity::WEIGHT_NORM);
+        let weight_norm = row(path, Quantity::WeightNorm);
         assert!(
             (weight_norm - norm(weight)).abs() <= 1e-5 * norm(weight),
             "{path}"

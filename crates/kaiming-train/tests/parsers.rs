@@ -12,7 +12,7 @@ use kaiming_resnet::{Model, ModelConfig, ModelName, Norm};
 use kaiming_train::checkpoint::{Checkpoints, Progress, read_set};
 use kaiming_train::config::{OptimizerSettings, RunArgs, RunConfig};
 use kaiming_train::metrics::{MetricRow, Metrics, RowContext, Tally};
-use kaiming_train::monitor::{Signal, SignalKind};
+use kaiming_train::monitor::{Quantity, Signal, SignalKind};
 use kaiming_train::summary::Summary;
 use kaiming_train::trainer::sgd;
 use proptest::prelude::*;
@@ -260,7 +260,7 @@ fn a_summary_with_an_overflowed_signal_reads_back() {
         summary.signals.push(Signal {
             kind: SignalKind::Exploding,
             layer: "stages.2.blocks.17".into(),
-            quantity: "activation_std".into(),
+            quantity: Quantity::ActivationStd,
             step: 0,
             value,
         });
