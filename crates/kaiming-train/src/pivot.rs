@@ -37,6 +37,8 @@ pub fn default_axes(varied: &[&'static str]) -> (Vec<&'static str>, Vec<&'static
     let (columns, rows): (Vec<_>, Vec<_>) = varied.iter().partition(|&&key| key == "init");
     match (rows.as_slice(), columns.is_empty()) {
         ([first, second, ..], true) => (vec![*first], vec![*second]),
+        // The init alone varies: one column of inits down.
+        ([], false) => (columns, Vec::new()),
         _ => (rows, columns),
     }
 }
@@ -443,5 +445,6 @@ mod tests {
             default_axes(&["model.depth", "optimizer.lr"]),
             (vec!["model.depth"], vec!["optimizer.lr"])
         );
+        assert_eq!(default_axes(&["init"]), (vec!["init"], vec![]));
     }
 }

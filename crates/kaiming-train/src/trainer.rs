@@ -136,34 +136,59 @@ impl Trainer {
     }
 
     /// One optimizer step on `batch`, reporting its phases to `observer`.
+    ///
+    /// The batch is split into one share per replica ([`Trainer::with_replicas`]); the plain
+    /// step is the case of one share, the whole batch on the model itself. Every share's forward
+    /// pass runs first (the loss is read back once per share), then, if the mean loss is finite,
+    /// every share's backward pass, weighted by its size; the gradients add up onto the model and
+    /// one optimizer step applies them.
     pub fn step_observed(&mut self, batch: Batch, observer: &mut impl StepObserver) -> StepStats {
-        if self.replicas.len() > 1 {
-            return self.replicated_step(batch, observer);
-        }
         let images = batch.labels.dims()[0];
         let lr = self.schedule.lr(self.step);
-        let logits = self.precision.forward(&self.model, batch.images);
-        let loss = self.loss.forward(logits.clone(), batch.labels.clone());
-        let loss_value = loss.clone().into_scalar::<f64>();
+        let shares = self.shares(batch);
+        let mut forwards = Vec::with_capacity(shares.len());
+        let mut loss = 0.0;
+        for (replica, share_images, share_labels) in shares {
+            let logits = self.precision.forward(&replica, share_images);
+            let share_loss = self.loss.forward(logits.clone(), share_labels.clone());
+            let weight = share_labels.dims()[0] as f64 / images as f64;
+            loss += weight * share_loss.clone().into_scalar::<f64>();
+            forwards.push((replica, logits, share_labels, share_loss, weight));
+        }
         observer.ended(Phase::Forward, &self.device);
         let mut stats = StepStats {
             step: self.step,
-            loss: loss_value,
+            loss,
             correct: 0,
             images,
             lr,
             updated: false,
         };
-        if !loss_value.is_finite() {
+        if !loss.is_finite() {
             return stats;
         }
-        stats.correct = count_correct(logits, batch.labels);
-        let grads = self.scaler.backward(loss, &self.model);
-        observer.ended(Phase::Backward, &self.device);
-        if let Some(grads) = &grads {
-            observer.gradients(&self.model, grads);
+        let mut accumulator = GradientsAccumulator::<Model>::new();
+        let mut overflowed = false;
+        for (replica, logits, labels, share_loss, weight) in forwards {
+            stats.correct += count_correct(logits, labels);
+            // The whole batch on one replica is not reweighted, so the plain step computes
+            // exactly the loss it reports.
+            let share_loss = if weight < 1.0 {
+                share_loss.mul_scalar(weight)
+            } else {
+                share_loss
+            };
+            match self.scaler.backward(share_loss, &replica) {
+                Some(grads) => {
+                    accumulator.accumulate(&self.model, grads.to_device(&self.device, &self.model))
+                }
+                None => overflowed = true,
+            }
         }
-        if let Some(grads) = grads {
+        observer.ended(Phase::Backward, &self.device);
+        if !overflowed {
+            let grads = accumulator.grads();
+            observer.gradients(&self.model, &grads);
             self.model = self.optimizer.step(lr, self.model.clone(), grads);
             stats.updated = true;
         }
@@ -172,64 +197,37 @@ impl Trainer {
         stats
     }
 
-    /// The step of [`Trainer::with_replicas`].
-    fn replicated_step(&mut self, batch: Batch, observer: &mut impl StepObserver) -> StepStats {
+    /// The batch's shares: one per replica (at most one per image), each on its replica's
+    /// device. The first replica is the model itself; the others are copies with batch-norm
+    /// buffers of their own and the same parameter ids, so their gradients add up.
+    fn shares(&self, batch: Batch) -> Vec<(Model, Tensor<4>, Tensor<1, Int>)> {
         let images = batch.labels.dims()[0];
-        let lr = self.schedule.lr(self.step);
-        let count = self.replicas.len().min(images);
-        let mut accumulator = GradientsAccumulator::<Model>::new();
-        let (mut loss, mut correct, mut start) = (0.0, 0, 0);
-        for (index, device) in self.replicas.iter().take(count).enumerate() {
-            let len = images / count + usize::from(index < images % count);
-            let range = start..start + len;
-            start += len;
-            let share_images = batch
-                .images
-                .clone()
-                .slice([range.clone()])
-                .to_device(device);
-            let share_labels = batch.labels.clone().slice([range]).to_device(device);
-            // The first replica is the model itself; the others are copies with batch-norm
-            // buffers of their own (and the same parameter ids, so their gradients add up).
-            let replica = if index == 0 {
-                self.model.clone()
-            } else {
-                self.model.valid().train().fork(device)
-            };
-            let logits = self.precision.forward(&replica, share_images);
-            let share_loss = self.loss.forward(logits.clone(), share_labels.clone());
-            let value = share_loss.clone().into_scalar::<f64>();
-            loss += value * len as f64 / images as f64;
-            if !value.is_finite() {
-                continue;
-            }
-            correct += count_correct(logits, share_labels);
-            let weighted = share_loss.mul_scalar(len as f64 / images as f64);
-            let grads = GradientsParams::from_grads(weighted.backward(), &replica)
-                .to_device(&self.device, &self.model);
-            accumulator.accumulate(&self.model, grads);
+        let count = self.replicas.len().clamp(1, images.max(1));
+        if count == 1 {
+            return vec![(self.model.clone(), batch.images, batch.labels)];
         }
-        observer.ended(Phase::Forward, &self.device);
-        let mut stats = StepStats {
-            step: self.step,
-            loss,
-            correct,
-            images,
-            lr,
-            updated: false,
-        };
-        if !loss.is_finite() {
-            stats.correct = 0;
-            return stats;
-        }
-        let grads = accumulator.grads();
-        observer.ended(Phase::Backward, &self.device);
-        observer.gradients(&self.model, &grads);
-        self.model = self.optimizer.step(lr, self.model.clone(), grads);
-        stats.updated = true;
-        observer.ended(Phase::Update, &self.device);
-        self.step += 1;
-        stats
+        let mut start = 0;
+        self.replicas
+            .iter()
+            .take(count)
+            .enumerate()
+            .map(|(index, device)| {
+                let len = images / count + usize::from(index < images % count);
+                let range = start..start + len;
+                start += len;
+                let replica = match index {
+                    0 => self.model.clone(),
+                    _ => self.model.valid().train().fork(device),
+                };
+                let share_images = batch
+                    .images
+                    .clone()
+                    .slice([range.clone()])
+                    .to_device(device);
+                let share_labels = batch.labels.clone().slice([range]).to_device(device);
+                (replica, share_images, share_labels)
+            })
+            .collect()
     }
 
     /// Loss and accuracy of the model in evaluation mode over every batch of `feed`.
