@@ -18,6 +18,7 @@ pub mod fault;
 pub mod feed;
 pub mod heatmap;
 pub mod inspect;
+pub mod logs;
 pub mod metrics;
 pub mod monitor;
 pub mod monitor_plot;

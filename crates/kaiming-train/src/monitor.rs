@@ -474,7 +474,7 @@ impl Watch {
             .map(|((layer, quantity), value)| MonitorRow {
                 step: self.step,
                 layer,
-                quantity: quantity,
+                quantity,
                 value: f64::from(value),
             })
             .collect()
@@ -541,5 +541,57 @@ impl ModuleVisitor for GradientNorms<'_> {
             self.norms
                 .push((param.id, grad.powi_scalar(2).sum().sqrt().reshape([1])));
         }
+    }
+}
+
+/// Warns of diagnoses seen for the first time: one line per kind and quantity, however many
+/// layers it concerns, with the most extreme value.
+pub fn warn_new_signals(new: &[Signal]) {
+    let mut groups: Vec<(&Signal, Vec<&Signal>)> = Vec::new();
+    for signal in new {
+        match groups
+            .iter_mut()
+            .find(|(first, _)| first.kind == signal.kind && first.quantity == signal.quantity)
+        {
+            Some((_, members)) => members.push(signal),
+            None => groups.push((signal, vec![signal])),
+        }
+    }
+    for (first, members) in groups {
+        let layers: Vec<&str> = members.iter().map(|s| s.layer.as_str()).collect();
+        let extreme = members.iter().map(|s| s.value).fold(first.value, |a, b| {
+            if (b.ln()).abs() > (a.ln()).abs() {
+                b
+            } else {
+                a
+            }
+        });
+        let what = match first.quantity {
+            Quantity::ActivationStd => " activations",
+            Quantity::GradientStd => " gradients",
+            _ => "",
+        };
+        tracing::warn!(
+            "{}{what} at step {} in {} layer(s): {} (most extreme {extreme:.3e})",
+            first.kind,
+            first.step,
+            layers.len(),
+            abbreviate(&layers),
+        );
+    }
+}
+
+/// `a, b, c` for up to four names, `a, b … y, z` beyond.
+fn abbreviate(names: &[&str]) -> String {
+    if names.len() <= 4 {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, {} … {}, {}",
+            names[0],
+            names[1],
+            names[names.len() - 2],
+            names[names.len() - 1]
+        )
     }
 }

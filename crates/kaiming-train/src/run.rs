@@ -3,31 +3,31 @@
 //! folder — mid-epoch on a cadence, and at the end of every epoch — so that `--resume` after a
 //! crash at any moment continues exactly where the last set left off.
 
+mod restore;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use kaiming_cifar::{
-    CifarDataset, DownloadConfig, Loader, LoaderConfig, Normalization, Split, locate_or_download,
-};
-use kaiming_init::InitPlan;
-use kaiming_resnet::{Branch, LoadOptions, Model, Norm, classifier_classes, load_weights};
+use kaiming_cifar::Normalization;
+use kaiming_resnet::{Branch, Norm};
 
-use crate::backend::{Backend, describe};
+use crate::backend::Backend;
 use crate::checkpoint::{Cadence, CheckpointEvery, Checkpoints, Progress};
 use crate::config::RunConfig;
 use crate::fault::{self, Point};
 use crate::feed::Feed;
+use crate::logs::RunLogs;
 use crate::metrics::{MetricRow, Metrics, RowContext, Tally};
-use crate::monitor::{Monitor, MonitorLog, MonitorRow, Quantity, Signal, fixed_batch};
+use crate::monitor::{Monitor, MonitorRow, warn_new_signals};
 use crate::store::{RunFolder, RunStore};
 use crate::summary::{Status, Summary};
-use crate::tensorboard::EventWriter;
-use crate::trainer::{Trainer, TrainerParts, sgd};
+use crate::trainer::Trainer;
+
+pub use restore::splits;
 
 /// Settings of a run that do not change its results.
 #[derive(Debug, Clone, Default)]
@@ -123,9 +123,10 @@ struct Run<'a> {
     metrics: Metrics,
     progress: Progress,
     checkpoints: Checkpoints,
-    /// The signal monitor and its log, where it is on.
-    monitor: Option<(Monitor, MonitorLog)>,
-    board: EventWriter,
+    /// The signal monitor, where it is on.
+    monitor: Option<Monitor>,
+    /// metrics.csv, TensorBoard, monitor.csv.
+    logs: RunLogs,
     device_name: String,
     /// Every replica's device.
     device_names: Vec<String>,
@@ -135,167 +136,6 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// Data, device, model and trainer; restored from the latest set when there is one.
-    fn start(config: RunConfig, folder: RunFolder, options: &'a RunOptions) -> Result<Self> {
-        kaiming_kernels::configure(config.kernels.choice())
-            .map_err(|error| anyhow::anyhow!("--conv-isa {}: {error}", config.kernels.isa))?;
-        let (train, eval, eval_split) = load_data(&config, options)?;
-        let replicas: Vec<Device> = match &options.devices {
-            Some(indices) => {
-                anyhow::ensure!(
-                    indices.len() == config.replicas,
-                    "--devices names {} GPUs for {} replicas",
-                    indices.len(),
-                    config.replicas
-                );
-                indices
-                    .iter()
-                    .map(|&i| Ok(config.backend.device(Some(i))?.autodiff()))
-                    .collect::<Result<_>>()?
-            }
-            None => {
-                let device = config.backend.device(options.device)?.autodiff();
-                vec![device; config.replicas]
-            }
-        };
-        let device = replicas[0].clone();
-        config.precision.ensure_supported(&device)?;
-        device.seed(config.seed);
-        let on_device = config.backend.is_gpu();
-        let monitor_batch = (config.monitor.every > 0)
-            .then(|| {
-                fixed_batch(
-                    train.dataset(),
-                    train.normalization(),
-                    config.monitor.batch_size,
-                    &device,
-                )
-            })
-            .transpose()?;
-        let normalization = train.normalization();
-        let lsuv_batch = config
-            .lsuv()
-            .map(|_| {
-                let plain = device.clone().without_autodiff();
-                fixed_batch(
-                    train.dataset(),
-                    normalization,
-                    config.data.batch_size,
-                    &plain,
-                )
-            })
-            .transpose()?;
-        let train = Feed::new(train, &device, on_device);
-        let eval = Feed::new(eval, &device.clone().without_autodiff(), on_device);
-
-        let model_config = config.model_config();
-        let (model, _) =
-            model_config.init_with(&device, &InitPlan::new(config.init), config.seed)?;
-        let checkpoints = Checkpoints::new(folder.files().checkpoints(), options.keep_checkpoints);
-        let resuming = checkpoints.latest()?;
-        let model = match (&config.model.weights, &resuming) {
-            (Some(weights), None) => start_from(model, weights)?,
-            _ => model,
-        };
-        let model = match (config.lsuv(), lsuv_batch, &resuming) {
-            (Some(lsuv), Some(batch), None) => {
-                let (model, report) = lsuv
-                    .apply(model, batch.images)
-                    .map_err(|error| anyhow::anyhow!("LSUV: {error}"))?;
-                for layer in report.dead() {
-                    tracing::warn!(
-                        "LSUV: {} gives a constant output on the first batch (a dead or \
-                         zero-initialised layer); left as it was",
-                        layer.path
-                    );
-                }
-                tracing::info!("LSUV on the first training batch:\n{report}");
-                crate::atomic::write_atomic(&folder.files().lsuv(), report.to_string().as_bytes())?;
-                model
-            }
-            _ => model,
-        };
-        let mut trainer = Trainer::new(TrainerParts {
-            model,
-            optimizer: sgd(&config.optimizer),
-            schedule: config.schedule(train.batches_per_epoch()),
-            precision: config.precision,
-        })
-        .with_replicas(replicas.clone())?;
-        let (progress, metrics) = match resuming {
-            Some(set) => {
-                let model = set.load_model(trainer.model().clone())?;
-                let optimizer = set.load_optimizer(trainer.optimizer().clone())?;
-                trainer.restore(model, optimizer, set.progress.step, set.progress.scaler);
-                tracing::info!(
-                    "resuming {} at epoch {}, step {}",
-                    folder.path().display(),
-                    set.progress.epoch + 1,
-                    set.progress.step
-                );
-                (set.progress, set.metrics)
-            }
-            None => {
-                if folder.files().metrics().exists() {
-                    tracing::info!(
-                        "{} has no checkpoint yet: starting it from the beginning",
-                        folder.path().display()
-                    );
-                }
-                let progress = Progress {
-                    scaler: trainer.scaler(),
-                    ..Progress::default()
-                };
-                (progress, Metrics::default())
-            }
-        };
-        // The live files must agree with the state the run continues from.
-        metrics.write(&folder.files().metrics())?;
-        let mut board = EventWriter::create(&folder.files().tensorboard())?;
-        for row in &metrics.rows {
-            board.metric_row(row)?;
-        }
-        let monitor = match monitor_batch {
-            Some(batch) => {
-                let (log, kept) = MonitorLog::open(&folder.files().monitor(), progress.step)?;
-                board.monitor_rows(&kept)?;
-                Some((Monitor::new(config.monitor, batch), log))
-            }
-            None => None,
-        };
-        board.flush()?;
-        // Trainable parameters: burn's `num_params` also counts BatchNorm running statistics.
-        let parameters = model_config.num_params();
-        let device_name = describe(&device);
-        let device_names = replicas.iter().map(describe).collect();
-        tracing::info!(
-            "{}: {} ({} parameters), init {}, {} on {device_name}",
-            folder.name(),
-            config.model.name,
-            parameters,
-            config.init,
-            config.backend,
-        );
-        Ok(Run {
-            config,
-            folder,
-            options,
-            trainer,
-            train: Arc::new(train),
-            eval,
-            eval_split,
-            metrics,
-            progress,
-            checkpoints,
-            monitor,
-            board,
-            device_name,
-            device_names,
-            parameters,
-            normalization,
-        })
-    }
-
     fn run(mut self) -> Result<Summary> {
         let steps_per_epoch = self.train.batches_per_epoch();
         let epochs = self.config.schedule.epochs;
@@ -324,8 +164,8 @@ impl<'a> Run<'a> {
                 let watch = self
                     .monitor
                     .as_ref()
-                    .filter(|(monitor, _)| monitor.due(steps_done))
-                    .map(|(monitor, _)| monitor.watch(self.trainer.model(), steps_done));
+                    .filter(|monitor| monitor.due(steps_done))
+                    .map(|monitor| monitor.watch(self.trainer.model(), steps_done));
                 let (stats, watch) = match watch {
                     Some(mut watch) => (self.trainer.step_observed(batch, &mut watch), Some(watch)),
                     None => (self.trainer.step(batch), None),
@@ -407,7 +247,6 @@ impl<'a> Run<'a> {
         if status == Status::Running {
             status = Status::Completed;
         }
-        self.metrics.write(&self.folder.files().metrics())?;
         let summary = self.write_summary(status)?;
         let percent = |a: Option<f64>| a.map_or("-".into(), |a| format!("{a:.4}"));
         tracing::info!(
@@ -460,50 +299,16 @@ impl<'a> Run<'a> {
 
     /// Logs one monitored step, and warns of each diagnosis the first time it appears.
     fn record_monitor(&mut self, rows: &[MonitorRow]) -> Result<()> {
-        let Some((monitor, log)) = &self.monitor else {
+        let Some(monitor) = &self.monitor else {
             return Ok(());
         };
-        log.append(rows)?;
-        self.board.monitor_rows(rows)?;
-        self.board.flush()?;
+        self.logs.monitor_rows(rows)?;
         let new = monitor.diagnose(rows, &mut self.progress.signals);
-        // One line per kind and quantity, however many layers it concerns.
-        let mut groups: Vec<(&Signal, Vec<&Signal>)> = Vec::new();
-        for signal in &new {
-            match groups
-                .iter_mut()
-                .find(|(first, _)| first.kind == signal.kind && first.quantity == signal.quantity)
-            {
-                Some((_, members)) => members.push(signal),
-                None => groups.push((signal, vec![signal])),
-            }
-        }
-        for (first, members) in groups {
-            let layers: Vec<&str> = members.iter().map(|s| s.layer.as_str()).collect();
-            let extreme = members.iter().map(|s| s.value).fold(first.value, |a, b| {
-                if (b.ln()).abs() > (a.ln()).abs() {
-                    b
-                } else {
-                    a
-                }
-            });
-            let what = match first.quantity {
-                Quantity::ActivationStd => " activations",
-                Quantity::GradientStd => " gradients",
-                _ => "",
-            };
-            tracing::warn!(
-                "{}{what} at step {} in {} layer(s): {} (most extreme {extreme:.3e})",
-                first.kind,
-                first.step,
-                layers.len(),
-                abbreviate(&layers),
-            );
-        }
+        warn_new_signals(&new);
         Ok(())
     }
 
-    /// Appends a row and rewrites the live metrics.csv (atomically: it is always whole).
+    /// Appends a row to the metrics and every log.
     fn push_row(&mut self, split: &str, tally: &Tally, lr: f64) -> Result<()> {
         let context = RowContext {
             lr,
@@ -516,10 +321,8 @@ impl<'a> Run<'a> {
             tally,
             context,
         );
-        self.board.metric_row(&row)?;
-        self.board.flush()?;
         self.metrics.rows.push(row);
-        self.metrics.write(&self.folder.files().metrics())
+        self.logs.metric_row(&self.metrics)
     }
 
     /// Writes the checkpoint set of the current step.
@@ -607,97 +410,6 @@ impl<'a> Run<'a> {
             .as_ref()
             .is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
-}
-
-/// `model` with the weights of `file`; a classifier with another class count than the model's is
-/// left out and keeps its initialisation (fine-tuning).
-fn start_from(model: Model, file: &Path) -> Result<Model> {
-    let classes = classifier_classes(file)?;
-    let model_classes = model_classes(&model);
-    let options = LoadOptions {
-        skip_classifier: classes != model_classes,
-    };
-    let (model, report) = load_weights(model, file, options)?;
-    tracing::info!("weights from {}: {report}", file.display());
-    if options.skip_classifier {
-        tracing::info!(
-            "its {classes}-class classifier is left out: the {model_classes}-class head starts from --init"
-        );
-    }
-    Ok(model)
-}
-
-/// The class count of a model's classifier.
-fn model_classes(model: &Model) -> usize {
-    match model {
-        Model::ResNet(net) => net.fc.weight.dims()[1],
-        Model::PlainCnn(net) => net.fc.weight.dims()[1],
-    }
-}
-
-/// `a, b, c` for up to four names, `a, b … y, z` beyond.
-fn abbreviate(names: &[&str]) -> String {
-    if names.len() <= 4 {
-        names.join(", ")
-    } else {
-        format!(
-            "{}, {} … {}, {}",
-            names[0],
-            names[1],
-            names[names.len() - 2],
-            names[names.len() - 1]
-        )
-    }
-}
-
-/// The train loader and the evaluation loader with the evaluation split's name.
-fn load_data(config: &RunConfig, options: &RunOptions) -> Result<(Loader, Loader, &'static str)> {
-    let download = (!options.no_download).then(|| DownloadConfig {
-        progress: !options.quiet,
-        ..DownloadConfig::default()
-    });
-    let dir = options.data_dir.as_deref().or(config.data.dir.as_deref());
-    let located = locate_or_download(dir, download.as_ref())?;
-    tracing::info!(
-        "CIFAR-10 from {} ({:?})",
-        located.dir.display(),
-        located.source
-    );
-    let (train, eval, split) = splits(config, &located.dir)?;
-    let normalization = Normalization::from_dataset(&train)?;
-    let train_loader = Loader::new(
-        train,
-        normalization,
-        LoaderConfig::train(config.data.batch_size, config.seed),
-    )?;
-    let eval_loader = Loader::new(eval, normalization, LoaderConfig::eval(500))?;
-    Ok((train_loader, eval_loader, split))
-}
-
-/// The images a run trains on and the ones it evaluates on, with the evaluation split's name:
-/// the training set less the validation images it holds out (else the test set), each cut to
-/// its limit. The normalisation statistics come from the first.
-pub fn splits(
-    config: &RunConfig,
-    dir: &Path,
-) -> Result<(CifarDataset, CifarDataset, &'static str)> {
-    let data = &config.data;
-    let train = CifarDataset::load(dir, Split::Train)?;
-    let (train, eval, split) = if data.val_split > 0 {
-        let (train, val) = train.split_validation(data.val_split, config.seed)?;
-        (train, val, "val")
-    } else {
-        (train, CifarDataset::load(dir, Split::Test)?, "test")
-    };
-    let train = match data.train_limit {
-        Some(limit) => train.limit(limit),
-        None => train,
-    };
-    let eval = match data.eval_limit {
-        Some(limit) => eval.limit(limit),
-        None => eval,
-    };
-    Ok((train, eval, split))
 }
 
 /// The commit of the working tree the binary runs in, if it is a git checkout.
