@@ -8,8 +8,9 @@ use kaiming_resnet::{Branch, ModelName, Norm, StemKind};
 
 use crate::backend::Backend;
 use crate::checkpoint::CheckpointEvery;
-use crate::config::{RunArgs, Setting, setting, settings};
+use crate::config::{RunArgs, setting, settings};
 use crate::precision::Precision;
+use crate::settings::Setting;
 use crate::sweep::{Axis, Shard};
 use crate::weights::Which;
 

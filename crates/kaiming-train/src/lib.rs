@@ -28,6 +28,7 @@ pub mod precision;
 pub mod probe;
 pub mod run;
 pub mod schedule;
+pub mod settings;
 pub mod signals;
 pub mod store;
 pub mod summary;

@@ -8,8 +8,9 @@ use std::str::FromStr;
 
 use anyhow::{Result, bail};
 
-use crate::config::{RunArgs, RunConfig, Setting, setting};
+use crate::config::{RunArgs, RunConfig, setting};
 use crate::run::{RunOptions, resume, train};
+use crate::settings::Setting;
 use crate::store::{RunStore, Slot};
 use crate::summary::{Status, Summary};
 
