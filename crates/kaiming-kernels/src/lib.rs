@@ -42,7 +42,8 @@ pub use conv::{ConvEngineBackend, conv2d, engine_options};
 pub use residual::{FusedAddReluBackend, add_relu};
 pub use routing::{
     CONV_ALGORITHM_VARIABLE, CONV_ISA_VARIABLE, ConvAlgorithm, ConvChoice, Isa, IsaChoice,
-    KERNELS_VARIABLE, KernelChoice, configure, from_environment, with_burn_path, with_conv_choice,
+    KERNELS_VARIABLE, KernelChoice, configure, current, from_environment, with_burn_path,
+    with_conv_choice,
 };
 
 /// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32, and in

@@ -114,7 +114,7 @@ macro_rules! named {
                 match text {
                     $($name => Ok($variant),)+
                     other => Err(format!(
-                        concat!("unknown ", $what, " '{}' (expected ", $("`", $name, "` "),+, ")"),
+                        concat!("unknown ", $what, " '{}' (expected one of:", $(" ", $name),+, ")"),
                         other
                     )),
                 }
@@ -210,6 +210,11 @@ pub fn configure(choice: KernelChoice) -> Result<(), String> {
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(choice);
     Ok(())
+}
+
+/// The choice the kernels follow in this process (on threads without their own).
+pub fn current() -> KernelChoice {
+    process_choice()
 }
 
 /// The process's choice: [`configure`]'s, else the environment's (read once; a bad value

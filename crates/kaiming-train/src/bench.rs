@@ -30,6 +30,7 @@ use crate::feed::Feed;
 use crate::monitor::{Monitor, fixed_batch};
 use crate::precision::Precision;
 use crate::schedule::Schedule;
+use crate::summary::KernelsUsed;
 use crate::trainer::{Phase, StepObserver, Trainer, TrainerParts, sgd};
 
 /// What to measure.
@@ -105,6 +106,10 @@ pub struct BenchRow {
     /// steps' time.
     #[serde(default)]
     pub monitor_overhead: f64,
+    /// The CPU kernels of a flex row (`KAIMING_CONV`, `KAIMING_CONV_ISA`, `KAIMING_KERNELS`);
+    /// absent on other backends and in rows from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<KernelsUsed>,
 }
 
 /// `train bench` and `cargo bench --bench throughput`: sizes the thread pool, measures, prints
@@ -116,6 +121,9 @@ pub fn run(args: BenchArgs) -> Result<Vec<BenchRow>> {
             .build_global()
             .context("--threads: the thread pool was already started")?;
     }
+    // A bad kernel variable is an error here, before any measurement, naming the variable.
+    kaiming_kernels::configure(kaiming_kernels::from_environment().map_err(anyhow::Error::msg)?)
+        .map_err(anyhow::Error::msg)?;
     let config = BenchConfig {
         models: args.models,
         batch_size: args.batch_size,
@@ -352,6 +360,7 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
         eval_ms: 1e3 * eval_s,
         monitor_ms: 1e3 * monitor_s,
         monitor_overhead: monitor_s / (settings.every as f64 * step_s),
+        kernels: (config.backend == Backend::Flex).then(|| kaiming_kernels::current().into()),
     })
 }
 
@@ -414,6 +423,7 @@ pub fn table(rows: &[BenchRow]) -> Table {
         "eval images/s",
         "monitor ms",
         "monitor overhead",
+        "kernels",
     ]);
     for r in rows {
         table.add_row([
@@ -433,6 +443,9 @@ pub fn table(rows: &[BenchRow]) -> Table {
             format!("{:.1}", r.eval_images_per_s),
             format!("{:.0}", r.monitor_ms),
             format!("{:.2} %", 100.0 * r.monitor_overhead),
+            r.kernels
+                .as_ref()
+                .map_or("-".to_string(), ToString::to_string),
         ]);
     }
     table

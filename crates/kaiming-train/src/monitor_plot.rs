@@ -106,7 +106,10 @@ pub fn draw_heatmaps(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()
                 .collect(),
             scale: if linear { Scale::Linear } else { Scale::Log },
             higher_is_better: None,
-            note: String::new(),
+            note: match linear {
+                true => String::new(),
+                false => "grey: exactly zero (no place on a log scale)".to_string(),
+            },
         });
     }
     heatmap::save(&maps, stem)

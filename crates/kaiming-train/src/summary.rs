@@ -113,6 +113,15 @@ pub struct KernelsUsed {
     pub burn: bool,
 }
 
+impl std::fmt::Display for KernelsUsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.burn {
+            true => f.write_str("burn"),
+            false => write!(f, "{} {}", self.conv, self.isa),
+        }
+    }
+}
+
 impl From<KernelChoice> for KernelsUsed {
     fn from(choice: KernelChoice) -> Self {
         KernelsUsed {

@@ -199,6 +199,21 @@ fn a_grid_sweep_runs_each_cell_once_pivots_and_skips_completed_runs() {
     let svg = std::fs::read_to_string(sweep.join("heatmap.svg")).unwrap();
     assert!(svg.contains(">plain14<") && svg.contains(">xavier<"));
 
+    // The monitor of one run, as lines and as a layer × step heatmap per quantity.
+    let run = sweep.join("plain8-xavier-s0");
+    assert_success(&train(cwd.path(), &["monitor", run.to_str().unwrap()]));
+    for file in ["monitor.png", "monitor-heatmap.svg", "monitor-heatmap.png"] {
+        assert!(run.join(file).is_file(), "{file}");
+    }
+    let svg = std::fs::read_to_string(run.join("monitor-heatmap.svg")).unwrap();
+    for title in ["activation std", "gradient std", "update ratio"] {
+        assert!(
+            svg.contains(&format!("plain8-xavier-s0: {title}")),
+            "{title}"
+        );
+    }
+    assert_eq!(svg.matches("rows: layer, input to output").count(), 7);
+
     // Run again: completed runs are skipped, so their files stay byte for byte the same.
     let summary = sweep.join("plain8-he-s0/summary.json");
     let before = std::fs::read(&summary).unwrap();
