@@ -64,6 +64,8 @@ section! {
         model: ModelSettings,
         /// SGD.
         optimizer: OptimizerSettings,
+        /// The training loss.
+        loss: LossSettings,
         /// Length and learning-rate schedule.
         schedule: ScheduleSettings,
         /// Images and batches.
@@ -124,6 +126,15 @@ section! {
         nesterov: bool = false, flag "nesterov", example "true";
         /// L2 weight decay, on every parameter as in the papers
         weight_decay: f64 = 5e-4, flag "weight-decay", example "0.0001";
+    }
+}
+
+section! {
+    /// The `[loss]` section: cross-entropy, as trained on (evaluations report the plain one).
+    pub struct LossSettings in "loss.", heading "Loss", derive Copy {
+        /// Label smoothing: the target puts this much probability evenly on all classes
+        /// (Szegedy et al. 2016); 0 is plain cross-entropy
+        label_smoothing: f64 = 0.0, flag "label-smoothing", example "0.1";
     }
 }
 
@@ -459,6 +470,11 @@ impl RunConfig {
             s.warmup_epochs.is_finite() && s.warmup_epochs >= 0.0,
             "--warmup-epochs must be ≥ 0 (got {})",
             s.warmup_epochs
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.loss.label_smoothing),
+            "--label-smoothing must lie in [0, 1) (got {})",
+            self.loss.label_smoothing
         );
         ensure!(self.log_every > 0, "--log-every must be at least 1 (got 0)");
         ensure!(self.replicas > 0, "--replicas must be at least 1 (got 0)");

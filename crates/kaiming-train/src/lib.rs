@@ -26,6 +26,7 @@ pub mod pivot;
 pub mod plot;
 pub mod precision;
 pub mod probe;
+pub mod recipes;
 pub mod run;
 pub mod schedule;
 pub mod settings;

@@ -125,6 +125,15 @@ impl Trainer {
         Ok(self)
     }
 
+    /// Trains on cross-entropy with label smoothing `alpha` (0: none). Evaluations report the
+    /// plain cross-entropy.
+    pub fn with_label_smoothing(mut self, alpha: f64) -> Self {
+        let config =
+            CrossEntropyLossConfig::new().with_smoothing((alpha > 0.0).then_some(alpha as f32));
+        self.loss = config.init(&self.device);
+        self
+    }
+
     /// How many replicas share a batch.
     pub fn replicas(&self) -> usize {
         self.replicas.len()

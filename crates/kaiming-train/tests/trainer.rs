@@ -81,3 +81,56 @@ fn the_trainer_fits_a_synthetic_dataset_without_files() {
     assert_eq!(tally.images, 256);
     assert!(tally.accuracy() > 0.9, "accuracy {}", tally.accuracy());
 }
+
+/// With label smoothing α the step's loss is (1 − α)·CE + α·mean over the classes of
+/// −log softmax, on the same logits; evaluations stay plain cross-entropy.
+#[test]
+fn label_smoothing_mixes_the_uniform_target_into_the_loss() {
+    let device = Device::flex().autodiff();
+    let data = two_class_dataset();
+    let loader = Loader::new(
+        data.clone(),
+        Normalization::from_dataset(&data).unwrap(),
+        LoaderConfig::eval(32),
+    )
+    .unwrap();
+    let feed = Feed::new(loader, &device, false);
+    let (model, _) = ModelConfig::new(ModelName::PlainCnn)
+        .with_depth(4)
+        .with_width(8)
+        .with_norm(Norm::None)
+        .with_num_classes(2)
+        .init_with(&device, &InitPlan::new(Scheme::he()), 0)
+        .unwrap();
+    let batch = || feed.epoch(0).batch(0).unwrap();
+    let logits = model.forward(batch().images);
+    let log_p = burn::tensor::activation::log_softmax(logits, 1);
+    let labels = batch().labels;
+    let n = labels.dims()[0];
+    let picked = log_p.clone().gather(1, labels.reshape([n, 1]));
+    let ce = -picked.mean().into_scalar::<f64>();
+    let uniform = -log_p.mean().into_scalar::<f64>();
+    let alpha = 0.2;
+    let parts = || TrainerParts {
+        model: model.clone(),
+        optimizer: sgd(&OptimizerSettings::default()),
+        schedule: Schedule::constant(0.01),
+        precision: Default::default(),
+    };
+    let plain = Trainer::new(parts()).step(batch());
+    let smoothed = Trainer::new(parts())
+        .with_label_smoothing(alpha)
+        .step(batch());
+    assert!((plain.loss - ce).abs() < 1e-5, "{} vs {ce}", plain.loss);
+    let expected = (1.0 - alpha) * ce + alpha * uniform;
+    assert!(
+        (smoothed.loss - expected).abs() < 1e-5,
+        "{} vs {expected}",
+        smoothed.loss
+    );
+    let evaluated = Trainer::new(parts())
+        .with_label_smoothing(alpha)
+        .evaluate(&feed);
+    let reference = Trainer::new(parts()).evaluate(&feed);
+    assert_eq!(evaluated.mean_loss(), reference.mean_loss());
+}

@@ -14,7 +14,7 @@ use kaiming_train::monitor::MonitorLog;
 use kaiming_train::run::{RunOptions, resume, train};
 use kaiming_train::store::RunFiles;
 use kaiming_train::summary::{Status, Summary};
-use kaiming_train::{bench, compare, inspect, monitor_plot, pivot, probe, sweep, weights};
+use kaiming_train::{bench, compare, inspect, monitor_plot, pivot, probe, recipes, sweep, weights};
 use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator hands large buffers back to the OS on free, so every training step
@@ -102,10 +102,11 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                 options.data_dir = cli.run.resolve()?.data.dir;
                 resume(dir, &options)?
             }
-            None => train(
-                resolve(cli.run, cli.output.config.as_ref())?.resolve()?,
-                &options,
-            )?,
+            None => {
+                let (args, recipe) = recipes::choose(cli.run, cli.output.config.as_deref())?;
+                eprintln!("{recipe}");
+                train(args.resolve()?, &options)?
+            }
         };
         println!(
             "{}: {} after {} epochs; best {} accuracy {}",

@@ -115,6 +115,7 @@ impl<'a> Run<'a> {
             schedule: config.schedule(train.batches_per_epoch()),
             precision: config.precision,
         })
+        .with_label_smoothing(config.loss.label_smoothing)
         .with_replicas(replicas.clone())?;
         let (progress, metrics) = match resuming {
             Some(set) => {
