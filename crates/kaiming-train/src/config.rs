@@ -326,13 +326,7 @@ impl RunArgs {
 
     /// Whether `key` is given.
     pub fn is_given(&self, key: &str) -> bool {
-        let mut value = None;
-        let mut table = Some(&self.given);
-        for part in key.split('.') {
-            value = table.and_then(|table| table.get(part));
-            table = value.and_then(toml::Value::as_table);
-        }
-        value.is_some()
+        lookup(&self.given, key).is_some()
     }
 
     /// These settings, with `base` filling the ones not given here.
@@ -366,6 +360,15 @@ impl RunArgs {
     pub(crate) fn resolve_unchecked(self) -> RunConfig {
         self.merged().unwrap()
     }
+}
+
+/// The value at the dotted `key` (`model.depth`) of `table`.
+fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    let (section, name) = match key.rsplit_once('.') {
+        Some((section, name)) => (table.get(section)?.as_table()?, name),
+        None => (table, key),
+    };
+    section.get(name)
 }
 
 /// Lays `over` onto `base`, table into table.
@@ -614,14 +617,7 @@ impl RunConfig {
 
     /// The value of setting `key` in these settings.
     pub fn value(&self, key: &str) -> Option<toml::Value> {
-        let table = toml::Table::try_from(self).ok()?;
-        let mut value = None;
-        let mut current = Some(&table);
-        for part in key.split('.') {
-            value = current.and_then(|table| table.get(part));
-            current = value.and_then(toml::Value::as_table);
-        }
-        value.cloned()
+        lookup(&toml::Table::try_from(self).ok()?, key).cloned()
     }
 }
 

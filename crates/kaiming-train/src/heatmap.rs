@@ -197,13 +197,14 @@ impl Heatmap {
             );
             for (c, cell) in self.cells[r].iter().enumerate() {
                 let x = left + w * c as f64;
-                self.draw_cell(svg, cell, (x, y), unit);
+                self.draw_cell(svg, cell, (x, y, w, h), unit);
             }
         }
         if let Some((lo, hi)) = range {
             self.draw_colour_bar(
                 svg,
                 (left + w * self.columns.len() as f64 + 24.0, top),
+                (h * self.rows.len() as f64).max(120.0),
                 (lo, hi),
             );
         }
@@ -213,14 +214,14 @@ impl Heatmap {
         &self,
         svg: &mut String,
         cell: &HeatCell,
-        (x, y): (f64, f64),
+        (x, y, w, h): (f64, f64, f64, f64),
         unit: impl Fn(f64) -> Option<f64>,
     ) {
-        let (w, h) = self.layout().cell;
         match cell {
             HeatCell::Value { value, text, mark } => {
                 let Some(t) = unit(*value) else {
-                    return self.draw_cell(svg, &HeatCell::Empty(text.clone()), (x, y), unit);
+                    let empty = HeatCell::Empty(text.clone());
+                    return self.draw_cell(svg, &empty, (x, y, w, h), unit);
                 };
                 let _ = writeln!(
                     svg,
@@ -277,8 +278,13 @@ impl Heatmap {
         }
     }
 
-    fn draw_colour_bar(&self, svg: &mut String, (x, y): (f64, f64), (lo, hi): (f64, f64)) {
-        let height = (self.layout().cell.1 * self.rows.len() as f64).max(120.0);
+    fn draw_colour_bar(
+        &self,
+        svg: &mut String,
+        (x, y): (f64, f64),
+        height: f64,
+        (lo, hi): (f64, f64),
+    ) {
         let steps = 32;
         for i in 0..steps {
             let t = 1.0 - i as f64 / (steps - 1) as f64;

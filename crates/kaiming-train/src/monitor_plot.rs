@@ -1,7 +1,7 @@
 //! The figures of `train monitor`: every monitored quantity per layer over training, as lines
 //! and as a layer × step heatmap (where in depth a signal fades reads at a glance there).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Result, ensure};
@@ -72,9 +72,10 @@ pub fn draw_heatmaps(rows: &[MonitorRow], title: &str, stem: &Path) -> Result<()
     let mut maps = Vec::new();
     for name in Quantity::ALL {
         let mut layers: Vec<&str> = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         let mut values: BTreeMap<(&str, usize), f64> = BTreeMap::new();
         for row in rows.iter().filter(|r| r.quantity == name) {
-            if !values.keys().any(|(layer, _)| *layer == row.layer) {
+            if seen.insert(&row.layer) {
                 layers.push(&row.layer);
             }
             values.insert((&row.layer, row.step), row.value);

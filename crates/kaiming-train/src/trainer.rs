@@ -178,6 +178,7 @@ impl Trainer {
         }
         let mut accumulator = GradientsAccumulator::<Model>::new();
         let mut overflowed = false;
+        let replicated = forwards.len() > 1;
         for (replica, logits, labels, share_loss, weight) in forwards {
             stats.correct += count_correct(logits, labels);
             // The whole batch on one replica is not reweighted, so the plain step computes
@@ -188,9 +189,11 @@ impl Trainer {
                 share_loss
             };
             match self.scaler.backward(share_loss, &replica) {
-                Some(grads) => {
+                // A replica's gradients come to the model's device; the plain step's are there.
+                Some(grads) if replicated => {
                     accumulator.accumulate(&self.model, grads.to_device(&self.device, &self.model))
                 }
+                Some(grads) => accumulator.accumulate(&self.model, grads),
                 None => overflowed = true,
             }
         }

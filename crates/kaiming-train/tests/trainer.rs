@@ -30,6 +30,18 @@ fn two_class_dataset() -> CifarDataset {
     CifarDataset::from_parts(images, labels, vec!["dark".into(), "bright".into()]).unwrap()
 }
 
+/// A 4-layer plain net of width 8 for the two classes, He-initialised.
+fn small_plain_net(device: &Device) -> kaiming_resnet::Model {
+    ModelConfig::new(ModelName::PlainCnn)
+        .with_depth(4)
+        .with_width(8)
+        .with_norm(Norm::None)
+        .with_num_classes(2)
+        .init_with(device, &InitPlan::new(Scheme::he()), 0)
+        .unwrap()
+        .0
+}
+
 #[test]
 fn the_trainer_fits_a_synthetic_dataset_without_files() {
     let device = Device::flex().autodiff();
@@ -41,13 +53,7 @@ fn the_trainer_fits_a_synthetic_dataset_without_files() {
     )
     .unwrap();
     let feed = Feed::new(loader, &device, false);
-    let (model, _) = ModelConfig::new(ModelName::PlainCnn)
-        .with_depth(4)
-        .with_width(8)
-        .with_norm(Norm::None)
-        .with_num_classes(2)
-        .init_with(&device, &InitPlan::new(Scheme::he()), 0)
-        .unwrap();
+    let model = small_plain_net(&device);
     let mut trainer = Trainer::new(TrainerParts {
         model,
         optimizer: sgd(&OptimizerSettings {
@@ -95,13 +101,7 @@ fn label_smoothing_mixes_the_uniform_target_into_the_loss() {
     )
     .unwrap();
     let feed = Feed::new(loader, &device, false);
-    let (model, _) = ModelConfig::new(ModelName::PlainCnn)
-        .with_depth(4)
-        .with_width(8)
-        .with_norm(Norm::None)
-        .with_num_classes(2)
-        .init_with(&device, &InitPlan::new(Scheme::he()), 0)
-        .unwrap();
+    let model = small_plain_net(&device);
     let batch = || feed.epoch(0).batch(0).unwrap();
     let logits = model.forward(batch().images);
     let log_p = burn::tensor::activation::log_softmax(logits, 1);
