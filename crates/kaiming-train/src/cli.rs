@@ -249,7 +249,8 @@ pub struct CompareArgs {
     /// sweep's --out, shared by its shards)
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
-    /// Folder for comparison.csv, comparison.svg and comparison.png [default: the folder of runs
+    /// Folder for comparison.{csv,md,svg,png} and, where settings vary, pivot.{csv,md} and
+    /// heatmap.{svg,png} [default: the folder of runs
     /// given, else the runs' parent]
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -106,40 +106,87 @@ impl RunRecord {
     }
 }
 
+/// The columns of `train compare`'s table, as its terminal table and `comparison.md` head them.
+const TABLE_HEADER: [&str; 11] = [
+    "run",
+    "model",
+    "init",
+    "seed",
+    "status",
+    "best acc %",
+    "final acc %",
+    "final train loss",
+    "epochs",
+    "time s",
+    "signals",
+];
+
+/// One line of the table per run, as text.
+fn table_rows(runs: &[RunRecord]) -> Vec<[String; 11]> {
+    let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
+    runs.iter()
+        .map(|run| {
+            let s = &run.summary;
+            [
+                s.name.clone(),
+                run.variant(),
+                run.starting_point(),
+                s.seed.to_string(),
+                s.status.to_string(),
+                percent(s.best_accuracy),
+                percent(s.final_accuracy),
+                s.final_train_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                s.epochs_completed.to_string(),
+                format!("{:.0}", s.total_time_s),
+                signal_counts(&s.signals),
+            ]
+        })
+        .collect()
+}
+
 /// The table of `train compare`, one line per run.
 pub fn table(runs: &[RunRecord]) -> Table {
-    let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header([
-        "run",
-        "model",
-        "init",
-        "seed",
-        "status",
-        "best acc %",
-        "final acc %",
-        "final train loss",
-        "epochs",
-        "time s",
-        "signals",
-    ]);
-    for run in runs {
-        let s = &run.summary;
-        table.add_row([
-            s.name.clone(),
-            run.variant(),
-            run.starting_point(),
-            s.seed.to_string(),
-            s.status.to_string(),
-            percent(s.best_accuracy),
-            percent(s.final_accuracy),
-            s.final_train_loss.map_or("-".into(), |l| format!("{l:.4}")),
-            s.epochs_completed.to_string(),
-            format!("{:.0}", s.total_time_s),
-            signal_counts(&s.signals),
-        ]);
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(TABLE_HEADER);
+    for row in table_rows(runs) {
+        table.add_row(row);
     }
     table
+}
+
+/// A GitHub Markdown table: `header`, then `rows`, `|` in cells escaped. It is what the
+/// READMEs under `docs/` paste, and the published-results test holds them to it.
+pub fn markdown_table<R: AsRef<[String]>>(header: &[String], rows: &[R]) -> String {
+    let line = |cells: &[String]| {
+        let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    let mut out = line(header);
+    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    for row in rows {
+        out.push_str(&line(row.as_ref()));
+    }
+    out
+}
+
+/// Where `path` lies as seen from `base` (both existing folders), e.g. `../6-trainability/x`:
+/// `comparison.csv` names its runs this way so that the folder can move as a whole.
+fn relative_to(path: &Path, base: &Path) -> Result<PathBuf> {
+    let canonical = |p: &Path| {
+        p.canonicalize()
+            .with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    let (path, base) = (canonical(path)?, canonical(base)?);
+    let shared = path
+        .components()
+        .zip(base.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut relative: PathBuf = base.components().skip(shared).map(|_| "..").collect();
+    relative.extend(path.components().skip(shared));
+    Ok(relative)
 }
 
 /// The run folders `paths` name: each path that is a run folder (it has `summary.json`), and
@@ -219,7 +266,8 @@ fn aggregate(curves: &[Curve]) -> (Curve, Vec<(f64, f64, f64)>) {
     (mean, band)
 }
 
-/// Writes `comparison.csv`, `comparison.svg` and `comparison.png` into `out` and returns the
+/// Writes `comparison.csv` (one row per run, with its folder as seen from `out`),
+/// `comparison.md` (the table), `comparison.svg` and `comparison.png` into `out` and returns the
 /// table.
 pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
     let runs = run_dirs
@@ -230,9 +278,14 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
 
     let mut csv = csv::Writer::from_writer(Vec::new());
     for run in &runs {
-        csv.serialize(run.summary_row())?;
+        csv.serialize(run.summary_row(&relative_to(&run.dir, out)?))?;
     }
     write_atomic(&out.join("comparison.csv"), &csv.into_inner()?)?;
+    let header = TABLE_HEADER.map(String::from);
+    write_atomic(
+        &out.join("comparison.md"),
+        markdown_table(&header, &table_rows(&runs)).as_bytes(),
+    )?;
 
     // One colour per (model variant, init): the mean over its seeds with a min–max band.
     let mut groups: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
@@ -313,10 +366,12 @@ struct SummaryRow<'a> {
     epochs: usize,
     time_s: f64,
     signals: String,
+    /// The run folder, relative to the comparison's folder.
+    folder: String,
 }
 
 impl RunRecord {
-    fn summary_row(&self) -> SummaryRow<'_> {
+    fn summary_row(&self, folder: &Path) -> SummaryRow<'_> {
         let s = &self.summary;
         SummaryRow {
             run: &s.name,
@@ -330,6 +385,7 @@ impl RunRecord {
             epochs: s.epochs_completed,
             time_s: s.total_time_s,
             signals: signal_counts(&s.signals),
+            folder: folder.to_string_lossy().into_owned(),
         }
     }
 }

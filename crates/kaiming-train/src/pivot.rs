@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::atomic::write_atomic;
-use crate::compare::RunRecord;
+use crate::compare::{RunRecord, markdown_table};
 use crate::config::{RunConfig, setting, settings};
 use crate::heatmap::{self, HeatCell, Heatmap, Scale};
 use crate::summary::Status;
@@ -148,6 +148,18 @@ impl Cell {
         }
     }
 
+    /// The cell as the tables write it: its accuracy, final train loss and diagnoses.
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec![self.accuracy_text()];
+        if let Some((loss, _)) = self.train_loss {
+            lines.push(format!("loss {loss:.3}"));
+        }
+        if !self.diagnoses.is_empty() {
+            lines.push(self.diagnoses.join(", "));
+        }
+        lines
+    }
+
     /// The cell's accuracy as the table writes it: `39.6 ± 0.4 % (3)`, the diagnoses after.
     fn accuracy_text(&self) -> String {
         if let Some(why) = self.absence() {
@@ -260,19 +272,30 @@ impl Pivot {
         );
         for (label, cells) in self.rows.iter().zip(&self.cells) {
             table.add_row(
-                std::iter::once(label.clone()).chain(cells.iter().map(|cell| {
-                    let mut text = cell.accuracy_text();
-                    if let Some((loss, _)) = cell.train_loss {
-                        text.push_str(&format!("\nloss {loss:.3}"));
-                    }
-                    if !cell.diagnoses.is_empty() {
-                        text.push_str(&format!("\n{}", cell.diagnoses.join(", ")));
-                    }
-                    text
-                })),
+                std::iter::once(label.clone())
+                    .chain(cells.iter().map(|cell| cell.lines().join("\n"))),
             );
         }
         table
+    }
+
+    /// `pivot.md`: the table as the READMEs show it, a cell's lines joined by `; `.
+    fn markdown(&self) -> String {
+        let (rows, columns) = self.axis_names();
+        let header: Vec<String> = std::iter::once(format!("{rows} \\ {columns}"))
+            .chain(self.columns.iter().cloned())
+            .collect();
+        let lines: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .zip(&self.cells)
+            .map(|(label, cells)| {
+                std::iter::once(label.clone())
+                    .chain(cells.iter().map(|cell| cell.lines().join("; ")))
+                    .collect()
+            })
+            .collect();
+        markdown_table(&header, &lines)
     }
 
     /// `pivot.csv`: one line per cell.
@@ -385,15 +408,16 @@ impl Pivot {
         ]
     }
 
-    /// Writes `pivot.csv` and `heatmap.{svg,png}` into `out`.
+    /// Writes `pivot.csv`, `pivot.md` and `heatmap.{svg,png}` into `out`.
     pub fn write(&self, out: &Path, split: &str) -> Result<()> {
         write_atomic(&out.join("pivot.csv"), &self.csv()?)?;
+        write_atomic(&out.join("pivot.md"), self.markdown().as_bytes())?;
         heatmap::save(&self.heatmaps(split), &out.join("heatmap"))
     }
 }
 
 /// Pivots the runs in `run_dirs` by `rows` × `columns` (by default the settings that vary,
-/// [`default_axes`]), writes `pivot.csv` and the heatmap into `out`, and returns the table;
+/// [`default_axes`]), writes `pivot.csv`, `pivot.md` and the heatmap into `out`, and returns the table;
 /// `None` where no setting but the seed varies.
 pub fn report(
     run_dirs: &[std::path::PathBuf],

@@ -151,8 +151,11 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
             };
             println!("{}", compare::compare(&dirs, &args.output.out)?);
             println!(
-                "plots: {}",
-                args.output.out.join("comparison.{svg,png}").display()
+                "table and plots: {}",
+                args.output
+                    .out
+                    .join("comparison.{csv,md,svg,png}")
+                    .display()
             );
             print_pivot(&dirs, &args.output.out, &[], &[])?;
         }
@@ -169,7 +172,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
             println!("{}", compare::compare(&runs, &out)?);
             println!(
                 "table and plots: {}",
-                out.join("comparison.{csv,svg,png}").display()
+                out.join("comparison.{csv,md,svg,png}").display()
             );
             print_pivot(&runs, &out, &args.rows, &args.cols)?;
         }
@@ -370,7 +373,8 @@ fn print_pivot(
         println!("{table}");
         println!(
             "pivot and heatmap: {}",
-            out.join("{pivot.csv,heatmap.svg,heatmap.png}").display()
+            out.join("{pivot.csv,pivot.md,heatmap.svg,heatmap.png}")
+                .display()
         );
     }
     Ok(())
