@@ -21,6 +21,8 @@
 //! [`with_conv_choice`], `KAIMING_CONV=gemm|direct` and `KAIMING_CONV_ISA=avx2|avx512` force
 //! the convolution engine's algorithm and instruction set; [`configure`] sets all three for the
 //! process (a training run's `[kernels]` settings), over the environment.
+//! [`set_write_checks`] (or `KAIMING_CHECK_WRITES=1`) makes every kernel's output start as a
+//! tagged NaN and panics if one survives: the tests' guard against a missed write.
 
 mod batch_norm;
 mod conv;
@@ -45,6 +47,7 @@ pub use routing::{
     KERNELS_VARIABLE, KernelChoice, configure, current, from_environment, with_burn_path,
     with_conv_choice,
 };
+pub use unfilled::{CHECK_WRITES_VARIABLE, set_write_checks};
 
 /// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32, and in
 /// evaluation (flex without autodiff, f32) as one pass over `x`.

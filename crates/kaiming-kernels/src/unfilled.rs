@@ -3,18 +3,56 @@
 //! `vec![0.0; n]` for every output costs a pass over memory that the kernel then overwrites,
 //! and fresh pages from the OS besides. Here outputs start as `MaybeUninit` and become `f32`
 //! only once every element has been written.
+//!
+//! A kernel that missed an element would go unnoticed: fresh pages read as zero, and half of a
+//! ReLU's outputs are zero anyway. With write checks on ([`set_write_checks`], or
+//! `KAIMING_CHECK_WRITES=1`, which the CI sets for the whole suite) every buffer starts filled
+//! with a tagged NaN that no arithmetic produces, and turning it into floats panics if any
+//! survived.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// `len` floats of unspecified contents.
+/// The variable that switches write checks on for a process.
+pub const CHECK_WRITES_VARIABLE: &str = "KAIMING_CHECK_WRITES";
+
+/// A quiet NaN with a payload (`0x7fc0_dead`) that arithmetic never makes: NaNs produced by
+/// operations carry the canonical payload or their inputs'.
+const UNWRITTEN: u32 = 0x7fc0_dead;
+
+/// Write checks: 0 not yet decided, 1 off, 2 on.
+static CHECKS: AtomicU8 = AtomicU8::new(0);
+
+/// Switches the write checks on or off for the process, over `KAIMING_CHECK_WRITES`. They cost
+/// two passes over every output, so they are for tests.
+pub fn set_write_checks(on: bool) {
+    CHECKS.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Whether write checks are on; the environment decides on first use.
+fn checking() -> bool {
+    match CHECKS.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var(CHECK_WRITES_VARIABLE).is_ok_and(|v| v == "1");
+            set_write_checks(on);
+            on
+        }
+        state => state == 2,
+    }
+}
+
+/// `len` floats of unspecified contents (the tagged NaN where checks are on).
 pub(crate) fn buffer(len: usize) -> Vec<MaybeUninit<f32>> {
+    if checking() {
+        return vec![MaybeUninit::new(f32::from_bits(UNWRITTEN)); len];
+    }
     let mut values = Vec::with_capacity(len);
     // SAFETY: `MaybeUninit` needs no initialisation, and the capacity is `len`.
     unsafe { values.set_len(len) };
     values
 }
 
-/// The buffer as floats.
+/// The buffer as floats; where checks are on, a panic if any element still holds the tag.
 ///
 /// # Safety
 /// Every element must have been written.
@@ -23,7 +61,15 @@ pub(crate) unsafe fn assume_init(values: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     let (pointer, len, capacity) = (values.as_mut_ptr(), values.len(), values.capacity());
     // SAFETY: same allocation, length and capacity; `MaybeUninit<f32>` has `f32`'s layout, and
     // the caller vouches that every element is initialised.
-    unsafe { Vec::from_raw_parts(pointer.cast::<f32>(), len, capacity) }
+    let values = unsafe { Vec::from_raw_parts(pointer.cast::<f32>(), len, capacity) };
+    if checking() {
+        let unwritten = values.iter().filter(|v| v.to_bits() == UNWRITTEN).count();
+        assert_eq!(
+            unwritten, 0,
+            "a kernel left {unwritten} of {len} outputs unwritten"
+        );
+    }
+    values
 }
 
 /// Copies `source` into `target` (of the same length).
@@ -41,4 +87,33 @@ pub(crate) fn zeroed(target: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     });
     // SAFETY: every element was just written, and `MaybeUninit<f32>` has `f32`'s layout.
     unsafe { &mut *(target as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missed_write_is_caught_and_a_full_one_passes() {
+        set_write_checks(true);
+        let mut full = buffer(5);
+        write(&mut full, &[1.0, f32::NAN, 0.0, -0.0, 2.0]);
+        // SAFETY: all five written.
+        let full = unsafe { assume_init(full) };
+        assert_eq!(full.len(), 5);
+
+        let mut partial = buffer(5);
+        write(&mut partial[..4], &[1.0, 2.0, 3.0, 4.0]);
+        let caught = std::panic::catch_unwind(|| {
+            // SAFETY: not all written — which is what the check must catch; the tag is a
+            // valid float, so reading it is defined here.
+            unsafe { assume_init(partial) }
+        });
+        let message = caught.expect_err("the unwritten element passed");
+        let message = message.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains("left 1 of 5 outputs unwritten"),
+            "{message}"
+        );
+    }
 }

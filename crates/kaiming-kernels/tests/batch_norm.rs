@@ -26,8 +26,10 @@ fn gradients(shape: &[usize], seed: u64) -> TensorData {
     values(shape, seed, |_| 0.0)
 }
 
-/// `offset(c) + (0.5 + c) · U(−1, 1)` for each element of channel `c`.
+/// `offset(c) + (0.5 + c) · U(−1, 1)` for each element of channel `c`; switches the kernels'
+/// write checks on, as `common::uniform` does.
 fn values(shape: &[usize], seed: u64, offset: impl Fn(usize) -> f32) -> TensorData {
+    kaiming_kernels::set_write_checks(true);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let spatial: usize = shape[2..].iter().product();
     let channels = shape[1];

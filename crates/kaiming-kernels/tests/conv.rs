@@ -6,13 +6,16 @@
 
 mod common;
 
+use burn::backend::Dispatch;
+use burn::backend::ops::ConvOptions;
 use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::{assert_close, uniform};
 use kaiming_kernels::{
-    ConvAlgorithm, ConvChoice, Isa, conv2d, engine_options, with_burn_path, with_conv_choice,
+    ConvAlgorithm, ConvChoice, ConvEngineBackend, Isa, conv2d, engine_options, with_burn_path,
+    with_conv_choice,
 };
 
 /// A copy of `conv` with its own parameter tensors (so two graphs can run backward).
@@ -268,4 +271,107 @@ fn leaves_other_convolutions_to_burn() {
     assert!(engine_options(&conv, &x(&train)).is_some());
     with_burn_path(|| same(&conv, &train));
     assert!(engine_options(&conv, &x(&train)).is_some());
+}
+
+/// What `call` panics with, under `choice`.
+fn panic_message(choice: ConvChoice, call: &(impl Fn() + std::panic::RefUnwindSafe)) -> String {
+    let panic = std::panic::catch_unwind(|| with_conv_choice(choice, call))
+        .expect_err("a malformed convolution was computed");
+    match (panic.downcast_ref::<String>(), panic.downcast_ref::<&str>()) {
+        (Some(message), _) => message.clone(),
+        (_, Some(message)) => message.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The engine's entry points are public (`Dispatch::engine_conv2d` and its gradients): shapes
+/// they cannot compute — a weight whose input channels are not the input's (fewer or more), a
+/// tensor that is not 4-D, an output gradient of the wrong shape — are refused with a panic
+/// naming the mismatch, on every path, instead of reading or writing out of place.
+#[test]
+fn refuses_malformed_operands_on_every_path() {
+    let device = Device::flex();
+    let options = || ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let data = |shape: &[usize]| {
+        let len = shape.iter().product();
+        TensorData::new(vec![0.5f32; len], shape.to_vec())
+    };
+    let float = |shape: &[usize]| match shape.len() {
+        3 => Tensor::<3>::from_data(data(shape), &device).into_dispatch(),
+        _ => Tensor::<4>::from_data(data(shape), &device).into_dispatch(),
+    };
+    let forward = |x: &[usize], w: &[usize]| {
+        let (x, w) = (x.to_vec(), w.to_vec());
+        move || drop(Dispatch::engine_conv2d(float(&x), float(&w), options()))
+    };
+    for choice in choices() {
+        for (x, w, expected) in [
+            (
+                &[2, 4, 8, 8][..],
+                &[5, 3, 3, 3][..],
+                "input channels differ",
+            ),
+            (&[2, 4, 8, 8], &[5, 6, 3, 3], "input channels differ"),
+            (&[4, 8, 8], &[5, 4, 3, 3], "must be 4-D"),
+        ] {
+            let message = panic_message(choice, &forward(x, w));
+            assert!(
+                message.contains(expected),
+                "{choice:?}, {x:?} * {w:?}: {message}"
+            );
+        }
+        let wrong_gradient = || {
+            let (x, w, dy) = (
+                float(&[2, 4, 8, 8]),
+                float(&[5, 4, 3, 3]),
+                float(&[2, 5, 8, 7]),
+            );
+            drop(Dispatch::engine_conv2d_input_grad(x, w, dy, options()));
+        };
+        let message = panic_message(choice, &wrong_gradient);
+        assert!(message.contains("output gradient"), "{choice:?}: {message}");
+    }
+}
+
+/// Random shapes — batch, channels, size, kernel (even ones too), padding, stride, bias — on
+/// every path, against burn, forward, both gradients and evaluation: the shapes nobody thought
+/// to list.
+#[test]
+fn matches_burn_on_random_shapes() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let shapes = (
+        1usize..=4,
+        1usize..=20,
+        1usize..=20,
+        1usize..=12,
+        1usize..=7,
+    )
+        .prop_flat_map(|(batch, c_in, c_out, size, kernel)| {
+            (
+                Just([batch, c_in, c_out, kernel]),
+                0..kernel,
+                1usize..=3,
+                any::<bool>(),
+                size.max(kernel)..=size.max(kernel) + 4,
+                Just(size),
+            )
+        });
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &shapes,
+            |([batch, c_in, c_out, kernel], padding, stride, bias, height, width)| {
+                let width = width.max(kernel.saturating_sub(2 * padding));
+                let config = config([c_in, c_out], kernel, stride, padding).with_bias(bias);
+                check(config, [batch, c_in, height, width]);
+                Ok(())
+            },
+        )
+        .unwrap();
 }

@@ -8,6 +8,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::unfilled;
+
 /// Independent partial sums per row: enough to fill a vector register and hide FMA latency.
 const LANES: usize = 16;
 
@@ -148,13 +150,16 @@ impl Affine {
 
     /// The output for every element of `x`.
     pub fn apply(&self, x: &[f32], layout: Layout) -> Vec<f32> {
-        map_rows(layout, x.len(), |row, out| {
-            let map = self.channel(row % layout.channels);
-            let x = &x[row * layout.spatial..][..layout.spatial];
-            for (o, &x) in out.iter_mut().zip(x) {
-                o.write(map.output(x));
-            }
-        })
+        // SAFETY: each row of `out` is zipped with a row of `x` of the same length.
+        unsafe {
+            map_rows(layout, x.len(), |row, out| {
+                let map = self.channel(row % layout.channels);
+                let x = &x[row * layout.spatial..][..layout.spatial];
+                for (o, &x) in out.iter_mut().zip(x) {
+                    o.write(map.output(x));
+                }
+            })
+        }
     }
 }
 
@@ -193,23 +198,30 @@ impl ChannelMap {
 
 /// A vector of `len` values whose rows of `layout.spatial` are written by `fill(row, out)` in
 /// parallel. Skips zero-filling the buffer first: that memset showed up in the profile.
-fn map_rows(
+///
+/// # Safety
+/// `fill` must write every element of the row it is given (write checks catch one that does
+/// not, `crate::unfilled`).
+unsafe fn map_rows(
     layout: Layout,
     len: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
-    let mut out = Vec::with_capacity(len);
+    assert_eq!(
+        len,
+        layout.batch * layout.channels * layout.spatial,
+        "batch norm: values against their layout"
+    );
+    let mut out = unfilled::buffer(len);
     if layout.spatial > 0 {
-        out.spare_capacity_mut()[..len]
-            .par_chunks_mut(layout.spatial)
+        out.par_chunks_mut(layout.spatial)
             .enumerate()
             .with_min_len(layout.rows_per_task())
             .for_each(|(row, chunk)| fill(row, chunk));
     }
-    // SAFETY: the rows cover `0..len` exactly (`len` is `batch · channels · spatial`), and
+    // SAFETY: the rows cover `0..len` exactly (asserted above), and the caller vouches that
     // every `fill` writes each element of its row; with `spatial == 0`, `len` is 0.
-    unsafe { out.set_len(len) };
-    out
+    unsafe { unfilled::assume_init(out) }
 }
 
 /// Gradients of batch norm in training mode with respect to its input, `gamma` and `beta`.
@@ -260,18 +272,21 @@ pub(crate) fn backward(
             [k, k_x, k_0]
         })
         .collect();
-    let x_grad = map_rows(layout, x.len(), |row, out| {
-        let c = row % layout.channels;
-        let ([k, k_x, k_0], map) = (coefficients[c], affine.channel(c));
-        let start = row * layout.spatial;
-        let (x, g) = (
-            &x[start..][..layout.spatial],
-            &grad[start..][..layout.spatial],
-        );
-        for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-            o.write(k * map.through_relu(x, g) + k_x * x + k_0);
-        }
-    });
+    // SAFETY: each row of `out` is zipped with rows of `x` and `grad` of the same length.
+    let x_grad = unsafe {
+        map_rows(layout, x.len(), |row, out| {
+            let c = row % layout.channels;
+            let ([k, k_x, k_0], map) = (coefficients[c], affine.channel(c));
+            let start = row * layout.spatial;
+            let (x, g) = (
+                &x[start..][..layout.spatial],
+                &grad[start..][..layout.spatial],
+            );
+            for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+                o.write(k * map.through_relu(x, g) + k_x * x + k_0);
+            }
+        })
+    };
     Gradients {
         x: x_grad,
         gamma: gamma_grad,

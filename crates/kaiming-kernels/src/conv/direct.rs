@@ -102,6 +102,8 @@ impl Plan {
 /// `conv(x, weight)` for every image, `x` `[N, C_in, H, W]` and `weight` `[C_out, C_in, k, k]`
 /// contiguous; the output `[N, C_out, OH, OW]`, flattened. `g` must be [`covers`]ed.
 pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    g.check_input(x);
+    g.check_weight(weight);
     let per_image = g.channels_out * g.out_positions();
     let image_len = g.channels_in * g.in_positions();
     if g.is_empty() {
@@ -137,6 +139,8 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<
 /// The gradient with respect to `x` of [`forward`], given `weight` and the output gradient:
 /// the direct convolution of the output gradient with the flipped, channel-swapped kernel.
 pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    g.check_weight(weight);
+    g.check_output(output_grad);
     let k = g.kernel[0];
     let taps = k * k;
     let mut flipped = vec![0f32; weight.len()];
@@ -172,6 +176,8 @@ const CB: usize = 4;
 /// output gradient, both contiguous. Each thread sums a fixed share of the batch and the shares
 /// are added in order, so the result does not depend on scheduling.
 pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    g.check_input(x);
+    g.check_output(output_grad);
     let taps = g.kernel[0] * g.kernel[1];
     let len = g.channels_out * g.channels_in * taps;
     if g.is_empty() {
@@ -405,17 +411,35 @@ impl Isa {
         }
     }
 
-    /// One image's wide output from its padded planes, on this instruction set.
-    fn run(self, padded: &[f32], weight: &[f32], plan: &Plan, wide: &mut [f32]) {
+    /// Checks, once per image, what the unsafe kernels rely on: the CPU has this instruction
+    /// set, the plan's tiles are this set's, the plan reserves what its tiles read, and the
+    /// slices are as long as the plan says.
+    fn check(self, plan: &Plan, padded: &[f32], wide: &[f32], weights: &[f32]) {
+        assert!(
+            self.supported(),
+            "{self:?} kernels on a CPU without {self:?}"
+        );
+        assert_eq!(plan.q_stride % self.tile(), 0, "a plan for another tile");
+        assert!(plan.channels_in > 0 && plan.kernel > 0, "an empty plan");
+        let reach = (plan.kernel - 1) * (plan.wp + 1);
+        assert!(
+            plan.padded_len >= (plan.channels_in - 1) * plan.plane + plan.q_stride + reach,
+            "the padded planes are shorter than the tiles' reads"
+        );
         assert!(padded.len() >= plan.padded_len);
         assert!(wide.len() >= plan.channels_out * plan.q_stride);
         assert_eq!(
-            weight.len(),
+            weights.len(),
             plan.channels_out * plan.channels_in * plan.kernel * plan.kernel
         );
+    }
+
+    /// One image's wide output from its padded planes, on this instruction set.
+    fn run(self, padded: &[f32], weight: &[f32], plan: &Plan, wide: &mut [f32]) {
+        self.check(plan, padded, wide, weight);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the engine gets its `Isa` from `routing::conv_choice`, which returns only
-        // instruction sets this CPU has (`Isa::supported`); the slice lengths were checked above.
+        // SAFETY: the CPU has the instruction set, and the plan and slices are as the kernels
+        // require (`check`).
         unsafe {
             match self {
                 Isa::Avx512 => x86::image_avx512(padded, weight, plan, wide),
@@ -435,12 +459,7 @@ impl Isa {
         plan: &Plan,
         weight_grad: &mut [f32],
     ) {
-        assert!(padded.len() >= plan.padded_len);
-        assert!(wide.len() >= plan.channels_out * plan.q_stride);
-        assert_eq!(
-            weight_grad.len(),
-            plan.channels_out * plan.channels_in * plan.kernel * plan.kernel
-        );
+        self.check(plan, padded, wide, weight_grad);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `run`.
         unsafe {

@@ -12,6 +12,8 @@ use crate::unfilled;
 /// The output `[N, C_out, OH, OW]`, flattened, of `x` (`[N, C_in, H, W]`) and `weight`
 /// (`[C_out, C_in, KH, KW]`), both contiguous.
 pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    g.check_input(x);
+    g.check_weight(weight);
     let positions = g.out_positions();
     let per_image = g.channels_out * positions;
     if g.is_empty() {

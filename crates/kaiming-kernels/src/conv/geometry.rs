@@ -33,8 +33,26 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    /// `x` is `[N, C_in, H, W]`, `weight` `[C_out, C_in, KH, KW]`; symmetric padding.
+    /// `x` is `[N, C_in, H, W]`, `weight` `[C_out, C_in, KH, KW]`; symmetric padding, one
+    /// group. Panics on any other shapes: the kernels index by the geometry, so a mismatch
+    /// would otherwise read or write out of place.
     pub fn new(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> Self {
+        assert!(
+            x.num_dims() == 4 && weight.num_dims() == 4,
+            "conv2d: input {x:?} and weight {weight:?} must be 4-D"
+        );
+        assert_eq!(
+            weight[1], x[1],
+            "conv2d: weight {weight:?} against input {x:?}: input channels differ"
+        );
+        assert!(
+            options
+                .stride
+                .iter()
+                .chain(&options.dilation)
+                .all(|&s| s > 0),
+            "conv2d: zero stride or dilation in {options:?}"
+        );
         let padding = options.padding_begin();
         let out = |size: usize, kernel: usize, axis: usize| {
             let span = options.dilation[axis] * (kernel.max(1) - 1) + 1;
@@ -56,6 +74,33 @@ impl Geometry {
             padding,
             dilation: options.dilation,
         }
+    }
+
+    /// Panics unless `x` holds this convolution's input, `[N, C_in, H, W]`.
+    pub fn check_input(&self, x: &[f32]) {
+        let expected = self.batch * self.channels_in * self.in_positions();
+        assert_eq!(x.len(), expected, "conv2d input: floats against {self:?}");
+    }
+
+    /// Panics unless `weight` holds this convolution's weight, `[C_out, C_in, KH, KW]`.
+    pub fn check_weight(&self, weight: &[f32]) {
+        let expected = self.channels_out * self.weights_per_output();
+        assert_eq!(
+            weight.len(),
+            expected,
+            "conv2d weight: floats against {self:?}"
+        );
+    }
+
+    /// Panics unless `output` holds this convolution's output (or its gradient),
+    /// `[N, C_out, OH, OW]`.
+    pub fn check_output(&self, output: &[f32]) {
+        let expected = self.batch * self.channels_out * self.out_positions();
+        assert_eq!(
+            output.len(),
+            expected,
+            "conv2d output: floats against {self:?}"
+        );
     }
 
     /// The output shape `[N, C_out, OH, OW]`.

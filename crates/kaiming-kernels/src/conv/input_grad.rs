@@ -13,6 +13,8 @@ use crate::unfilled;
 /// The gradient `[N, C_in, H, W]`, flattened, with respect to `x`, given `weight`
 /// (`[C_out, C_in, KH, KW]`) and the output gradient (`[N, C_out, OH, OW]`), both contiguous.
 pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    g.check_weight(weight);
+    g.check_output(output_grad);
     let image_len = g.channels_in * g.in_positions();
     if g.is_empty() || image_len == 0 {
         return vec![0.0; g.batch * image_len];

@@ -17,6 +17,8 @@ use crate::scratch::{Scratch, with_scratch};
 /// summed in order, so the result does not depend on scheduling: the same inputs and thread
 /// count give the same bits.
 pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    g.check_input(x);
+    g.check_output(output_grad);
     let weights = g.weights_per_output();
     if g.is_empty() {
         return vec![0.0; g.channels_out * weights];

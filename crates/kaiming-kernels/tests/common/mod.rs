@@ -29,7 +29,11 @@ pub fn assert_close(what: &str, ours: TensorData, burns: TensorData, tolerance: 
 }
 
 /// `shape` filled with U(−1, 1) values from a ChaCha8 stream seeded with `seed`.
+///
+/// Every test makes its inputs here, so this is also where the kernels' write checks are
+/// switched on: an output element a kernel leaves unwritten fails the test that produced it.
 pub fn uniform(shape: [usize; 4], seed: u64) -> TensorData {
+    kaiming_kernels::set_write_checks(true);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let values: Vec<f32> = (0..shape.iter().product::<usize>())
         .map(|_| rng.random_range(-1.0f32..1.0))
