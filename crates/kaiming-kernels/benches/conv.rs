@@ -11,7 +11,7 @@ use burn::backend::Flex;
 use burn::backend::ops::ConvOptions;
 use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
-use kaiming_kernels::{ConvAlgorithm, ConvChoice, ConvEngineBackend, with_conv_choice};
+use kaiming_kernels::{ConvAlgorithm, ConvChoice, ConvEngineBackend, IsaChoice, with_conv_choice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,7 +48,7 @@ fn passes(x: &FlexTensor, w: &FlexTensor, dy: &FlexTensor, algorithm: ConvAlgori
     let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     let choice = ConvChoice {
         algorithm,
-        isa: None,
+        isa: IsaChoice::Auto,
     };
     let time = |f: &dyn Fn() -> FlexTensor| {
         let start = Instant::now();

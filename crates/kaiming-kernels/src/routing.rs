@@ -21,8 +21,9 @@ pub const CONV_ALGORITHM_VARIABLE: &str = "KAIMING_CONV";
 
 /// The environment variable that picks the instruction set of the direct convolution kernels:
 /// `auto` (the default: AVX-512 where the CPU has it, else AVX2), `avx512` or `avx2` (refused,
-/// naming the variable, on a CPU without it). Forcing `avx2` tests that path on an AVX-512
-/// machine.
+/// naming the variable, on a CPU without it), or `none` (as on a CPU without either: aarch64,
+/// older x86 — the engine stays out and burn's convolutions run). Forcing `avx2` tests that
+/// path on an AVX-512 machine; `none` tests the fallback on any machine.
 pub const CONV_ISA_VARIABLE: &str = "KAIMING_CONV_ISA";
 
 thread_local! {
@@ -80,7 +81,8 @@ impl Isa {
     }
 }
 
-/// The instruction set asked of the direct kernels: the widest the CPU has, or one forced.
+/// The instruction set asked of the direct kernels: the widest the CPU has, one forced, or none
+/// (the fallback of CPUs without AVX2 and FMA, forced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IsaChoice {
@@ -91,15 +93,38 @@ pub enum IsaChoice {
     Avx512,
     /// AVX2 with FMA (refused on a CPU without it); on an AVX-512 machine, tests that path.
     Avx2,
+    /// None, as on a CPU without AVX2 and FMA (aarch64's NEON, older x86): the convolution
+    /// engine stays out of the way and burn's convolutions run. On an x86 machine, tests that
+    /// fallback.
+    None,
 }
 
 impl IsaChoice {
-    /// The forced instruction set, if any.
-    pub fn forced(self) -> Option<Isa> {
+    /// The instruction set this choice names, if it names one.
+    fn named(self) -> Option<Isa> {
         match self {
-            IsaChoice::Auto => None,
             IsaChoice::Avx512 => Some(Isa::Avx512),
             IsaChoice::Avx2 => Some(Isa::Avx2),
+            IsaChoice::Auto | IsaChoice::None => None,
+        }
+    }
+
+    /// The instruction set the direct kernels use under this choice on this CPU (`None`: the
+    /// engine stays out, as on a CPU without AVX2 and FMA).
+    pub fn resolve(self) -> Option<Isa> {
+        match self {
+            IsaChoice::Auto => Isa::best(),
+            IsaChoice::None => None,
+            named => named.named(),
+        }
+    }
+}
+
+impl From<Isa> for IsaChoice {
+    fn from(isa: Isa) -> Self {
+        match isa {
+            Isa::Avx512 => IsaChoice::Avx512,
+            Isa::Avx2 => IsaChoice::Avx2,
         }
     }
 }
@@ -134,7 +159,8 @@ macro_rules! named {
 named!(ConvAlgorithm, "convolution algorithm",
     ConvAlgorithm::Auto => "auto", ConvAlgorithm::Gemm => "gemm", ConvAlgorithm::Direct => "direct");
 named!(IsaChoice, "instruction set",
-    IsaChoice::Auto => "auto", IsaChoice::Avx512 => "avx512", IsaChoice::Avx2 => "avx2");
+    IsaChoice::Auto => "auto", IsaChoice::Avx512 => "avx512", IsaChoice::Avx2 => "avx2",
+    IsaChoice::None => "none");
 named!(Isa, "instruction set", Isa::Avx512 => "avx512", Isa::Avx2 => "avx2");
 
 /// What the kernels do in this process: a training run sets it from its settings
@@ -150,7 +176,7 @@ pub struct KernelChoice {
 impl KernelChoice {
     /// Refuses an instruction set this CPU lacks, naming it.
     pub fn validate(&self) -> Result<(), String> {
-        match self.conv.isa {
+        match self.conv.isa.named() {
             Some(isa) if !isa.supported() => Err(format!("this CPU has no {isa}")),
             _ => Ok(()),
         }
@@ -159,7 +185,7 @@ impl KernelChoice {
     /// The instruction set the direct kernels use under this choice on this CPU (`None`: no
     /// direct kernels here).
     pub fn isa_used(&self) -> Option<Isa> {
-        self.conv.isa.or_else(Isa::best)
+        self.conv.isa.resolve()
     }
 }
 
@@ -191,10 +217,7 @@ pub fn from_environment() -> Result<KernelChoice, String> {
     };
     let choice = KernelChoice {
         burn,
-        conv: ConvChoice {
-            algorithm,
-            isa: isa.forced(),
-        },
+        conv: ConvChoice { algorithm, isa },
     };
     choice
         .validate()
@@ -237,15 +260,15 @@ static PROCESS: RwLock<Option<KernelChoice>> = RwLock::new(None);
 pub struct ConvChoice {
     /// Which algorithm.
     pub algorithm: ConvAlgorithm,
-    /// The direct kernels' instruction set; `None` for the widest the CPU has.
-    pub isa: Option<Isa>,
+    /// The direct kernels' instruction set (`Auto`: the widest the CPU has).
+    pub isa: IsaChoice,
 }
 
 /// Runs `work` with the convolution engine making `choice` on this thread (the benchmarks and
 /// tests compare the algorithms and instruction sets this way). Panics if `choice.isa` is one
 /// this CPU lacks.
 pub fn with_conv_choice<R>(choice: ConvChoice, work: impl FnOnce() -> R) -> R {
-    if let Some(isa) = choice.isa {
+    if let Some(isa) = choice.isa.named() {
         assert!(isa.supported(), "this CPU has no {isa:?}");
     }
     struct Restore(Option<ConvChoice>);
@@ -265,7 +288,7 @@ pub(crate) fn conv_choice() -> (ConvAlgorithm, Option<Isa>) {
     let choice = CONV_CHOICE
         .with(Cell::get)
         .unwrap_or_else(|| process_choice().conv);
-    (choice.algorithm, choice.isa.or_else(Isa::best))
+    (choice.algorithm, choice.isa.resolve())
 }
 
 /// Runs `work` with every kernel of this crate deferring to burn on this thread: the
@@ -301,9 +324,10 @@ pub(crate) fn on_flex_autodiff(device: &Device) -> bool {
     device.is_autodiff() && on_flex(device)
 }
 
-/// Whether this CPU runs the convolution engine on wide vector units (AVX2 with FMA, or
-/// AVX-512: the direct kernels, and the `gemm` crate's, which it picks at run time). Elsewhere
-/// (aarch64, old x86) the engine stays out of the way and burn's convolutions run.
+/// Whether the convolution engine runs here: on wide vector units (AVX2 with FMA, or AVX-512:
+/// the direct kernels, and the `gemm` crate's, which it picks at run time) that this CPU has and
+/// the choice in force on this thread allows. Elsewhere (aarch64, old x86, or
+/// [`IsaChoice::None`]) the engine stays out of the way and burn's convolutions run.
 pub(crate) fn cpu_suits_engine() -> bool {
-    Isa::best().is_some()
+    conv_choice().1.is_some()
 }

@@ -14,8 +14,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::{assert_close, uniform};
 use kaiming_kernels::{
-    ConvAlgorithm, ConvChoice, ConvEngineBackend, Isa, conv2d, engine_options, with_burn_path,
-    with_conv_choice,
+    ConvAlgorithm, ConvChoice, ConvEngineBackend, Isa, IsaChoice, conv2d, engine_options,
+    with_burn_path, with_conv_choice,
 };
 
 /// A copy of `conv` with its own parameter tensors (so two graphs can run backward).
@@ -63,18 +63,18 @@ fn choices() -> Vec<ConvChoice> {
     let mut choices = vec![
         ConvChoice {
             algorithm: ConvAlgorithm::Auto,
-            isa: None,
+            isa: IsaChoice::Auto,
         },
         ConvChoice {
             algorithm: ConvAlgorithm::Gemm,
-            isa: None,
+            isa: IsaChoice::Auto,
         },
     ];
     for isa in [Isa::Avx512, Isa::Avx2] {
         if isa.supported() {
             choices.push(ConvChoice {
                 algorithm: ConvAlgorithm::Direct,
-                isa: Some(isa),
+                isa: isa.into(),
             });
         } else {
             // Said on every check, so a log from a machine without it cannot be mistaken for
@@ -271,6 +271,48 @@ fn leaves_other_convolutions_to_burn() {
     assert!(engine_options(&conv, &x(&train)).is_some());
     with_burn_path(|| same(&conv, &train));
     assert!(engine_options(&conv, &x(&train)).is_some());
+}
+
+/// On a CPU without AVX2 and FMA (aarch64's NEON, older x86) the engine stays out and burn's
+/// convolutions run. `IsaChoice::None` (`KAIMING_CONV_ISA=none`, `--conv-isa none`) takes the
+/// same route on this machine: ResNet-20's three kinds of convolution (the stem, a stride-2
+/// stage change, the 64-channel 8×8 layers) take burn's path, output and both gradients
+/// burn's to the bit, where without the switch the engine takes them.
+#[test]
+fn falls_back_to_burn_without_wide_vectors() {
+    let fallback = ConvChoice {
+        algorithm: ConvAlgorithm::Auto,
+        isa: IsaChoice::None,
+    };
+    let device = Device::flex().autodiff();
+    for (config, shape) in [
+        (config([3, 16], 3, 1, 1), [4, 3, 32, 32]),
+        (config([16, 32], 3, 2, 1), [4, 16, 32, 32]),
+        (config([64, 64], 3, 1, 1), [4, 64, 8, 8]),
+    ] {
+        let conv = config.init(&device);
+        let x = Tensor::<4>::from_data(uniform(shape, 4), &device);
+        assert!(
+            engine_options(&conv, &x).is_some(),
+            "{shape:?} takes the engine"
+        );
+        with_conv_choice(fallback, || {
+            assert!(engine_options(&conv, &x).is_none(), "{shape:?} falls back");
+            let (a, b) = (
+                pass(&conv, shape, conv2d),
+                pass(&conv, shape, |c, x| c.forward(x)),
+            );
+            a.output.assert_eq(&b.output, true);
+            a.input.assert_eq(&b.input, true);
+            a.weight.assert_eq(&b.weight, true);
+        });
+    }
+    // The switch is per thread and undone after.
+    let conv = config([4, 4], 3, 1, 1).init(&device);
+    let x = Tensor::<4>::from_data(uniform([2, 4, 6, 6], 3), &device);
+    assert!(engine_options(&conv, &x).is_some());
+    assert_eq!(fallback.isa.resolve(), None);
+    assert_eq!("none".parse::<IsaChoice>(), Ok(IsaChoice::None));
 }
 
 /// What `call` panics with, under `choice`.

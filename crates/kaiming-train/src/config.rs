@@ -207,7 +207,8 @@ section! {
         /// (the direct kernels wherever they apply)
         conv: ConvAlgorithm = ConvAlgorithm::Auto, flag "conv", example "gemm";
         /// Instruction set of the direct kernels: auto (the widest the CPU has), avx512 or avx2
-        /// (refused at start on a CPU without it)
+        /// (refused at start on a CPU without it), or none (burn's convolutions, as on a CPU
+        /// without AVX2 and FMA)
         isa: IsaChoice = IsaChoice::Auto, flag "conv-isa", example "avx2";
         /// Compute everything with burn's own operations instead of this project's kernels
         burn: bool = false, flag "burn-kernels", example "true";
@@ -221,7 +222,7 @@ impl KernelSettings {
             burn: self.burn,
             conv: ConvChoice {
                 algorithm: self.conv,
-                isa: self.isa.forced(),
+                isa: self.isa,
             },
         }
     }
@@ -240,7 +241,8 @@ impl KernelSettings {
                 to_toml_value(choice.conv.algorithm).map_err(|e| anyhow!(e))?,
             );
         }
-        if let Some(isa) = choice.conv.isa {
+        if choice.conv.isa != defaults.isa {
+            let isa = choice.conv.isa;
             layer.insert("kernels.isa", toml::Value::String(isa.to_string()));
         }
         Ok(layer.given)

@@ -663,3 +663,129 @@ unsafe fn pair_block<V: Vector, const NO: usize, const NC: usize>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The direct kernels against a plain f64 convolution, on every instruction set this CPU
+    //! has, on shapes small enough for Miri. This machine (AVX2 only) cannot run the AVX-512
+    //! kernels natively; Miri can, and checks every access they make as it goes:
+    //! `RUSTFLAGS="-C target-feature=+avx512f,+avx2,+fma" cargo +nightly miri test -p
+    //! kaiming-kernels --lib direct` (`benches/README.md`).
+
+    use burn::backend::ops::ConvOptions;
+    use burn::tensor::Shape;
+
+    use super::{Isa, forward, input_grad, weight_grad};
+    use crate::conv::geometry::Geometry;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Output, input gradient and weight gradient of the convolution of `x` with `weight`
+    /// under the output gradient `dy`, summed in f64 straight from the definition.
+    fn reference(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32]) -> [Vec<f64>; 3] {
+        let (k, p) = (g.kernel[0], g.padding[0] as isize);
+        let mut output = vec![0f64; g.batch * g.channels_out * g.out_positions()];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; weight.len()];
+        for n in 0..g.batch {
+            for o in 0..g.channels_out {
+                for oh in 0..g.out_height {
+                    for ow in 0..g.out_width {
+                        let out = ((n * g.channels_out + o) * g.out_height + oh) * g.out_width + ow;
+                        for c in 0..g.channels_in {
+                            for kh in 0..k {
+                                for kw in 0..k {
+                                    let ih = oh as isize + kh as isize - p;
+                                    let iw = ow as isize + kw as isize - p;
+                                    if ih < 0
+                                        || iw < 0
+                                        || ih >= g.height as isize
+                                        || iw >= g.width as isize
+                                    {
+                                        continue;
+                                    }
+                                    let i = ((n * g.channels_in + c) * g.height + ih as usize)
+                                        * g.width
+                                        + iw as usize;
+                                    let w = ((o * g.channels_in + c) * k + kh) * k + kw;
+                                    output[out] += f64::from(x[i]) * f64::from(weight[w]);
+                                    dx[i] += f64::from(dy[out]) * f64::from(weight[w]);
+                                    dw[w] += f64::from(dy[out]) * f64::from(x[i]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        [output, dx, dw]
+    }
+
+    fn assert_close(what: &str, ours: &[f32], exact: &[f64]) {
+        assert_eq!(ours.len(), exact.len(), "{what}: length");
+        for (i, (a, b)) in ours.iter().zip(exact).enumerate() {
+            let error = (f64::from(*a) - b).abs();
+            assert!(
+                error <= 1e-5 * b.abs().max(1.0),
+                "{what}[{i}]: {a} against {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn kernels_match_the_definition_on_every_instruction_set() {
+        // (batch, in, out, height, width, kernel, padding): channel counts off the register
+        // tile, rows shorter and longer than a vector, odd sizes, 1×1, 5×5, no padding.
+        let shapes = [
+            (2, 3, 5, 5, 7, 3, 1),
+            (1, 4, 4, 9, 17, 3, 1),
+            (1, 2, 6, 6, 5, 5, 2),
+            (2, 5, 3, 4, 4, 1, 0),
+            (1, 3, 2, 6, 6, 3, 0),
+        ];
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if !isa.supported() {
+                eprintln!("not tested here: the direct kernels on {isa:?}, which this CPU lacks");
+                continue;
+            }
+            for (batch, c, o, h, w, k, p) in shapes {
+                let g = Geometry::new(
+                    &Shape::new([batch, c, h, w]),
+                    &Shape::new([o, c, k, k]),
+                    &ConvOptions::new([1, 1], [p, p], [1, 1], 1),
+                );
+                let x = values(batch * c * h * w, 1);
+                let weight = values(o * c * k * k, 2);
+                let dy = values(batch * o * g.out_positions(), 3);
+                let [output, dx, dw] = reference(&g, &x, &weight, &dy);
+                let what = format!("{isa:?} on {batch}×{c}×{h}×{w}, {o} filters {k}×{k} pad {p}");
+                assert_close(
+                    &format!("{what}: output"),
+                    &forward(&x, &weight, &g, isa),
+                    &output,
+                );
+                assert_close(
+                    &format!("{what}: input gradient"),
+                    &input_grad(&weight, &dy, &g, isa),
+                    &dx,
+                );
+                assert_close(
+                    &format!("{what}: weight gradient"),
+                    &weight_grad(&x, &dy, &g, isa),
+                    &dw,
+                );
+            }
+        }
+    }
+}
