@@ -97,12 +97,63 @@ impl RunRecord {
             .collect()
     }
 
-    /// Evaluation accuracy per epoch.
-    pub fn accuracy_per_epoch(&self) -> Vec<(f64, f64)> {
+    /// Training loss at each logged step (each row the mean over the steps since the last).
+    pub fn train_loss_per_step(&self) -> Vec<(f64, f64)> {
+        self.metrics
+            .rows
+            .iter()
+            .filter(|row| row.split == "train")
+            .map(|row| (row.step as f64, row.loss()))
+            .collect()
+    }
+
+    /// Evaluation accuracy per epoch, at the epoch's number or at its last step.
+    pub fn accuracy_per_epoch(&self, axis: Axis) -> Vec<(f64, f64)> {
         self.metrics
             .evaluations()
-            .map(|row| (row.epoch as f64, row.accuracy()))
+            .map(|row| match axis {
+                Axis::Epoch => (row.epoch as f64, row.accuracy()),
+                Axis::Step => (row.step as f64, row.accuracy()),
+            })
             .collect()
+    }
+
+    /// The training loss curve along `axis`.
+    fn train_loss(&self, axis: Axis) -> Vec<(f64, f64)> {
+        match axis {
+            Axis::Epoch => self.train_loss_per_epoch(),
+            Axis::Step => self.train_loss_per_step(),
+        }
+    }
+}
+
+/// What the comparison figure's horizontal axis counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Epochs, each point an epoch's mean: for runs of several epochs.
+    Epoch,
+    /// Logged steps: for short runs, whose per-epoch curves would be one or two points.
+    Step,
+}
+
+impl Axis {
+    /// Below this many epochs in the longest run, the figure counts steps.
+    const MIN_EPOCHS: usize = 5;
+
+    /// Steps when even the longest of `runs` has fewer than [`Axis::MIN_EPOCHS`] epochs.
+    pub fn for_runs(runs: &[RunRecord]) -> Self {
+        let longest = runs.iter().map(|run| run.summary.epochs_completed).max();
+        match longest {
+            Some(epochs) if epochs >= Self::MIN_EPOCHS => Axis::Epoch,
+            _ => Axis::Step,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Axis::Epoch => "epoch",
+            Axis::Step => "step",
+        }
     }
 }
 
@@ -301,6 +352,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
         .collect::<std::collections::BTreeSet<_>>()
         .len()
         > 1;
+    let axis = Axis::for_runs(&runs);
     let mut loss_series = Vec::new();
     let mut accuracy_series = Vec::new();
     for (color, ((model, init), members)) in groups.iter().enumerate() {
@@ -320,11 +372,9 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
                 dashed: false,
             }
         };
-        loss_series.push(series(
-            members.iter().map(|r| r.train_loss_per_epoch()).collect(),
-        ));
+        loss_series.push(series(members.iter().map(|r| r.train_loss(axis)).collect()));
         accuracy_series.push(series(
-            members.iter().map(|r| r.accuracy_per_epoch()).collect(),
+            members.iter().map(|r| r.accuracy_per_epoch(axis)).collect(),
         ));
     }
     let split = runs
@@ -334,14 +384,14 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
         &[
             Panel {
                 title: "training loss".into(),
-                x_label: "epoch".into(),
+                x_label: axis.label().into(),
                 y_label: "cross-entropy".into(),
                 log_y: false,
                 series: loss_series,
             },
             Panel {
                 title: format!("{split} accuracy"),
-                x_label: "epoch".into(),
+                x_label: axis.label().into(),
                 y_label: "accuracy".into(),
                 log_y: false,
                 series: accuracy_series,

@@ -80,7 +80,7 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-const PALETTE: [RGBColor; 8] = [
+const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -89,7 +89,12 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(23, 190, 207),
+    RGBColor(188, 189, 34),
+    RGBColor(127, 127, 127),
 ];
+
+/// Series of at most this many points are drawn with a mark at each.
+const MARKED_POINTS: usize = 12;
 
 /// Writes the panels to `<stem>.svg` and `<stem>.png`: side by side, in rows of three when
 /// there are more than three.
@@ -186,6 +191,10 @@ where
             .map(|&(px, py)| (px, y(py)))
             .collect();
         let style = color.stroke_width(2);
+        // Sparse series (a few evaluations) get a mark per point: one point draws no line.
+        if points.len() <= MARKED_POINTS {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
         let drawn = if series.dashed {
             chart.draw_series(DashedLineSeries::new(points, 6, 4, style))?
         } else {

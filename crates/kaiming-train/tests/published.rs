@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kaiming_train::compare::{RunRecord, compare};
+use kaiming_train::compare::{Axis, RunRecord, compare};
 use kaiming_train::pivot;
 use kaiming_train::summary::Status;
 
@@ -56,6 +56,12 @@ fn sources(comparison: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Set, the recomputed tables and figures are written over the published ones instead of being
+/// compared with them: after a change to how `train compare` draws, `KAIMING_REWRITE_PUBLISHED=1
+/// cargo test --release --workspace --test published` republishes every figure at once (the
+/// run folders, and so the numbers, stay as they are; `git diff` shows what moved).
+const REWRITE: &str = "KAIMING_REWRITE_PUBLISHED";
+
 #[test]
 fn every_published_table_and_figure_is_recomputed_from_its_run_folders() {
     let comparisons = find(&results(), "comparison.csv");
@@ -78,6 +84,13 @@ fn every_published_table_and_figure_is_recomputed_from_its_run_folders() {
             };
             pivot::report(&runs, scratch.path(), &axis(fields[0]), &axis(fields[1])).unwrap();
             produced.extend(["pivot.csv", "pivot.md", "heatmap.svg"]);
+        }
+        if std::env::var_os(REWRITE).is_some() {
+            let pngs = produced.iter().map(|file| file.replace(".svg", ".png"));
+            for file in produced.iter().map(|f| f.to_string()).chain(pngs) {
+                std::fs::copy(scratch.path().join(&file), dir.join(&file)).unwrap();
+            }
+            continue;
         }
         for file in produced {
             assert_eq!(
@@ -166,4 +179,24 @@ fn the_readme_tables_are_the_files_they_name() {
         }
     }
     assert!(blocks >= 5, "only {blocks} generated tables in the READMEs");
+}
+
+/// Runs of a few epochs are drawn per logged step (one or two points per epoch would say
+/// nothing); a set with a longer run, per epoch.
+#[test]
+fn short_runs_are_drawn_per_logged_step() {
+    let run = |path: &str| RunRecord::read(&results().join(path)).unwrap();
+    let short = "8-normalization-free/no-norm/resnet20-he-residualfixup-s0";
+    let long = "9-resnet20-fast/resnet20-he-s0";
+    assert_eq!(Axis::for_runs(&[run(short)]), Axis::Step);
+    assert_eq!(Axis::for_runs(&[run(short), run(long)]), Axis::Epoch);
+    let train_rows = run(short)
+        .metrics
+        .rows
+        .iter()
+        .filter(|row| row.split == "train")
+        .count();
+    assert!(train_rows >= 7, "{train_rows} logged steps");
+    let figure = read(&results().join("8-normalization-free/no-norm/comparison.svg"));
+    assert!(figure.contains("\nstep\n"), "the x axis counts steps");
 }
