@@ -667,10 +667,11 @@ unsafe fn pair_block<V: Vector, const NO: usize, const NC: usize>(
 #[cfg(test)]
 mod tests {
     //! The direct kernels against a plain f64 convolution, on every instruction set this CPU
-    //! has, on shapes small enough for Miri. This machine (AVX2 only) cannot run the AVX-512
+    //! has, on shapes small enough for Miri. A machine without AVX-512 cannot run the AVX-512
     //! kernels natively; Miri can, and checks every access they make as it goes:
-    //! `RUSTFLAGS="-C target-feature=+avx512f,+avx2,+fma" cargo +nightly miri test -p
-    //! kaiming-kernels --lib direct` (`benches/README.md`).
+    //! `MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks" RUSTFLAGS="-C
+    //! target-feature=+avx512f,+avx2,+fma" cargo +nightly miri test -p kaiming-kernels --lib
+    //! direct` (the README's CPU section).
 
     use burn::backend::ops::ConvOptions;
     use burn::tensor::Shape;
