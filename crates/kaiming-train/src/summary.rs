@@ -178,3 +178,28 @@ impl Summary {
         write_atomic(path, json.as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kaiming_kernels::{ConvChoice, IsaChoice};
+
+    use super::*;
+
+    /// What `train bench` prints in its kernels column and `summary.json` records.
+    #[test]
+    fn kernels_used_name_the_path_taken() {
+        let forced = |algorithm, isa, burn| {
+            KernelsUsed::from(KernelChoice {
+                burn,
+                conv: ConvChoice { algorithm, isa },
+            })
+        };
+        let direct = forced(ConvAlgorithm::Direct, IsaChoice::Avx2, false);
+        assert_eq!(direct.isa, "avx2");
+        assert_eq!(direct.to_string(), "direct avx2");
+        let fallback = forced(ConvAlgorithm::Auto, IsaChoice::None, false);
+        assert_eq!(fallback.to_string(), "auto none");
+        let burn = forced(ConvAlgorithm::Gemm, IsaChoice::Avx2, true);
+        assert_eq!(burn.to_string(), "burn");
+    }
+}
