@@ -82,7 +82,7 @@ impl RunRecord {
     }
 
     /// Mean training loss per epoch, each train row weighted by the steps it covers.
-    pub fn train_loss_per_epoch(&self) -> Vec<(f64, f64)> {
+    fn train_loss_per_epoch(&self) -> Vec<(f64, f64)> {
         let mut sums: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
         let mut previous_step = 0;
         for row in self.metrics.rows.iter().filter(|row| row.split == "train") {
@@ -97,18 +97,8 @@ impl RunRecord {
             .collect()
     }
 
-    /// Training loss at each logged step (each row the mean over the steps since the last).
-    pub fn train_loss_per_step(&self) -> Vec<(f64, f64)> {
-        self.metrics
-            .rows
-            .iter()
-            .filter(|row| row.split == "train")
-            .map(|row| (row.step as f64, row.loss()))
-            .collect()
-    }
-
-    /// Evaluation accuracy per epoch, at the epoch's number or at its last step.
-    pub fn accuracy_per_epoch(&self, axis: Axis) -> Vec<(f64, f64)> {
+    /// Evaluation accuracy after each epoch, at the epoch's number or at its last step.
+    pub fn accuracy(&self, axis: Axis) -> Vec<(f64, f64)> {
         self.metrics
             .evaluations()
             .map(|row| match axis {
@@ -118,11 +108,18 @@ impl RunRecord {
             .collect()
     }
 
-    /// The training loss curve along `axis`.
-    fn train_loss(&self, axis: Axis) -> Vec<(f64, f64)> {
+    /// The training loss curve along `axis`: per epoch, or at each logged step (each row the
+    /// mean over the steps since the last).
+    pub fn train_loss(&self, axis: Axis) -> Vec<(f64, f64)> {
         match axis {
             Axis::Epoch => self.train_loss_per_epoch(),
-            Axis::Step => self.train_loss_per_step(),
+            Axis::Step => self
+                .metrics
+                .rows
+                .iter()
+                .filter(|row| row.split == "train")
+                .map(|row| (row.step as f64, row.loss()))
+                .collect(),
         }
     }
 }
@@ -373,9 +370,7 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
             }
         };
         loss_series.push(series(members.iter().map(|r| r.train_loss(axis)).collect()));
-        accuracy_series.push(series(
-            members.iter().map(|r| r.accuracy_per_epoch(axis)).collect(),
-        ));
+        accuracy_series.push(series(members.iter().map(|r| r.accuracy(axis)).collect()));
     }
     let split = runs
         .first()

@@ -242,8 +242,10 @@ impl KernelSettings {
             );
         }
         if choice.conv.isa != defaults.isa {
-            let isa = choice.conv.isa;
-            layer.insert("kernels.isa", toml::Value::String(isa.to_string()));
+            layer.insert(
+                "kernels.isa",
+                toml::Value::String(choice.conv.isa.to_string()),
+            );
         }
         Ok(layer.given)
     }
