@@ -1,9 +1,10 @@
-//! The convolution engine's two algorithms side by side, per pass, on every 3×3 stride-1 shape
+//! The convolution engine's three algorithms side by side, per pass, on every 3×3 stride-1 shape
 //! of the model zoo: milliseconds for the forward pass, the input gradient and the weight
-//! gradient on flex, im2col GEMMs against the direct kernels, alternating, medians. What
-//! `conv::direct_pays` is set from.
+//! gradient on flex, im2col GEMMs against the direct and the channel-blocked kernels,
+//! alternating, medians (◀ marks the fastest; `-` where the blocked kernels do not apply and
+//! GEMMs would run). What `conv::blocked_pays` and `conv::direct_pays` are set from.
 //!
-//!     cargo bench --workspace --bench conv [-- --threads N --repeats R]
+//!     cargo bench --workspace --bench conv [-- --threads N --repeats R --isa avx2]
 
 use std::time::Instant;
 
@@ -11,7 +12,9 @@ use burn::backend::Flex;
 use burn::backend::ops::ConvOptions;
 use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
-use kaiming_kernels::{ConvAlgorithm, ConvChoice, ConvEngineBackend, IsaChoice, with_conv_choice};
+use kaiming_kernels::{
+    ConvAlgorithm, ConvChoice, ConvEngineBackend, Isa, IsaChoice, with_conv_choice,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -44,12 +47,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// Milliseconds of the forward pass, the input gradient and the weight gradient.
-fn passes(x: &FlexTensor, w: &FlexTensor, dy: &FlexTensor, algorithm: ConvAlgorithm) -> [f64; 3] {
+fn passes(x: &FlexTensor, w: &FlexTensor, dy: &FlexTensor, choice: ConvChoice) -> [f64; 3] {
     let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-    let choice = ConvChoice {
-        algorithm,
-        isa: IsaChoice::Auto,
-    };
     let time = |f: &dyn Fn() -> FlexTensor| {
         let start = Instant::now();
         drop(f());
@@ -68,40 +67,74 @@ fn passes(x: &FlexTensor, w: &FlexTensor, dy: &FlexTensor, algorithm: ConvAlgori
     })
 }
 
+/// The algorithms compared, in the order of the table's cells.
+const ALGORITHMS: [ConvAlgorithm; 3] = [
+    ConvAlgorithm::Gemm,
+    ConvAlgorithm::Direct,
+    ConvAlgorithm::Blocked,
+];
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
+    let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .map_or(default, |v| v.parse().expect("a number"))
     };
+    let flag =
+        |name: &str, default: usize| value(name).map_or(default, |v| v.parse().expect("a number"));
     let threads = flag("--threads", 2);
     let repeats = flag("--repeats", 5);
+    let isa: IsaChoice =
+        value("--isa").map_or(IsaChoice::Auto, |v| v.parse().expect("an instruction set"));
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
         .expect("the thread pool");
-    println!("threads {threads}, {repeats} alternating repeats, medians, ms (gemm / direct)");
+    println!(
+        "threads {threads}, instruction set {isa}, {repeats} alternating repeats, medians, ms \
+         (gemm / direct / blocked)"
+    );
     println!("| model | batch | channels | size | forward | input gradient | weight gradient |");
     println!("|---|---|---|---|---|---|---|");
     for (model, batch, channels, size) in SHAPES {
         let x = random([batch, channels, size, size], 1);
         let w = random([channels, channels, 3, 3], 2);
         let dy = random([batch, channels, size, size], 3);
-        let (mut gemm, mut direct) = (Vec::new(), Vec::new());
-        passes(&x, &w, &dy, ConvAlgorithm::Gemm);
-        passes(&x, &w, &dy, ConvAlgorithm::Direct);
-        for _ in 0..repeats {
-            gemm.push(passes(&x, &w, &dy, ConvAlgorithm::Gemm));
-            direct.push(passes(&x, &w, &dy, ConvAlgorithm::Direct));
+        let choice = |algorithm| ConvChoice { algorithm, isa };
+        let mut times: [Vec<[f64; 3]>; 3] = Default::default();
+        for algorithm in ALGORITHMS {
+            passes(&x, &w, &dy, choice(algorithm));
         }
+        for _ in 0..repeats {
+            for (algorithm, times) in ALGORITHMS.into_iter().zip(&mut times) {
+                times.push(passes(&x, &w, &dy, choice(algorithm)));
+            }
+        }
+        // The blocked kernels take whole tiles of two vectors of channels (square layers here,
+        // so all three passes alike); elsewhere the `blocked` choice runs GEMMs.
+        let lanes = match isa.resolve() {
+            Some(Isa::Avx512) => 16,
+            _ => 8,
+        };
+        let blocked_applies = channels % (2 * lanes) == 0;
         let cell = |pass: usize| {
-            let (a, b) = (
-                median(gemm.iter().map(|p| p[pass]).collect()),
-                median(direct.iter().map(|p| p[pass]).collect()),
-            );
-            format!("{a:.1} / {b:.1}{}", if b < a { " ◀" } else { "" })
+            let medians: Vec<f64> = times
+                .iter()
+                .map(|times| median(times.iter().map(|p| p[pass]).collect()))
+                .collect();
+            let compared = if blocked_applies { 3 } else { 2 };
+            let fastest = (0..compared)
+                .min_by(|&a, &b| medians[a].total_cmp(&medians[b]))
+                .expect("three algorithms");
+            let text: Vec<String> = (0..3)
+                .map(|i| match i {
+                    2 if !blocked_applies => "-".to_string(),
+                    _ if i == fastest => format!("{:.1} ◀", medians[i]),
+                    _ => format!("{:.1}", medians[i]),
+                })
+                .collect();
+            text.join(" / ")
         };
         println!(
             "| {model} | {batch} | {channels} | {size} | {} | {} | {} |",

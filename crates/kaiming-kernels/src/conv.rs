@@ -1,6 +1,8 @@
 //! The convolution engine: every 2-D convolution of the ResNets and plain nets on flex in f32
 //! — forward, input gradient and weight gradient, training and evaluation — by direct kernels
-//! (`direct`) for the narrow stride-1 layers and as GEMMs over chunks of the batch for the rest.
+//! for the narrow stride-1 layers (`blocked`, vectorised over output channels, for the 3×3
+//! layers of 32–64 channels; `direct`, vectorised over positions, for the others) and as GEMMs
+//! over chunks of the batch for the rest.
 //!
 //! Burn's flex backend runs one GEMM per image and 512-position tile (16 columns wide at
 //! ResNet-18's last stage), the input gradient as a transposed convolution with scalar inner
@@ -27,12 +29,14 @@ use crate::flex::{contiguous, f32s, tensor, untracked};
 use crate::routing::{ConvAlgorithm, Isa, conv_choice, cpu_suits_engine, kernels_enabled, on_flex};
 use geometry::Geometry;
 
+mod blocked;
 mod direct;
 mod forward;
 mod geometry;
 mod im2col;
 mod input_grad;
 mod matmul;
+mod vector;
 mod weight_grad;
 
 /// `conv.forward(x)`, computed by the engine where [`engine_options`] says it applies, and by
@@ -115,26 +119,44 @@ pub trait ConvEngineBackend: Backend {
 enum Kernels {
     Gemm,
     Direct(Isa),
+    Blocked(Isa),
 }
 
 /// The three computations of a convolution, each with its own rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
+pub(crate) enum Pass {
     Forward,
     InputGrad,
     WeightGrad,
 }
 
 /// The kernels for `pass` of `g`, by the choice in force on this thread
-/// (`crate::with_conv_choice`, the environment, or the measured rule of [`direct_pays`]).
+/// (`crate::with_conv_choice`, the environment, or the measured rules of [`blocked_pays`] and
+/// [`direct_pays`]).
 fn kernels_for(g: &Geometry, pass: Pass) -> Kernels {
-    match conv_choice() {
-        (ConvAlgorithm::Direct, Some(isa)) if direct::covers(g) => Kernels::Direct(isa),
-        (ConvAlgorithm::Auto, Some(isa)) if direct::covers(g) && direct_pays(g, pass) => {
-            Kernels::Direct(isa)
+    let (algorithm, Some(isa)) = conv_choice() else {
+        return Kernels::Gemm;
+    };
+    match algorithm {
+        ConvAlgorithm::Direct if direct::covers(g) => Kernels::Direct(isa),
+        ConvAlgorithm::Blocked if blocked::covers(g, pass, isa) => Kernels::Blocked(isa),
+        ConvAlgorithm::Auto if blocked::covers(g, pass, isa) && blocked_pays(g, pass, isa) => {
+            Kernels::Blocked(isa)
         }
+        ConvAlgorithm::Auto if direct::covers(g) && direct_pays(g, pass) => Kernels::Direct(isa),
         _ => Kernels::Gemm,
     }
+}
+
+/// Where the channel-blocked kernels beat the others, measured per pass and instruction set
+/// with `cargo bench --bench conv` (`benches/README.md`): every layer they cover (3×3, from 32
+/// channels on AVX-512 and 16 on AVX2, up to ResNet-18's 512), except forward passes and input
+/// gradients on rows shorter than their position tile (ResNet-18's 4×4 stage on AVX-512),
+/// where GEMMs win.
+fn blocked_pays(g: &Geometry, pass: Pass, isa: Isa) -> bool {
+    // As for the direct kernels: images are spread over threads.
+    g.batch >= rayon::current_num_threads()
+        && (pass == Pass::WeightGrad || g.width.min(g.out_width) >= blocked::row_tile(isa))
 }
 
 /// Where the direct kernels beat im2col + GEMM, measured per pass with `cargo bench --bench
@@ -191,6 +213,7 @@ impl ConvEngineBackend for Flex {
         let (x, weight) = (f32s(&x), f32s(&weight));
         let output = match kernels_for(&g, Pass::Forward) {
             Kernels::Direct(isa) => direct::forward(x, weight, &g, isa),
+            Kernels::Blocked(isa) => blocked::forward(x, weight, &g, isa),
             Kernels::Gemm => forward::forward(x, weight, &g),
         };
         tensor(output, g.output_shape())
@@ -210,6 +233,7 @@ impl ConvEngineBackend for Flex {
         let (weight, output_grad) = (f32s(&weight), f32s(&output_grad));
         let x_grad = match kernels_for(&g, Pass::InputGrad) {
             Kernels::Direct(isa) => direct::input_grad(weight, output_grad, &g, isa),
+            Kernels::Blocked(isa) => blocked::input_grad(weight, output_grad, &g, isa),
             Kernels::Gemm => input_grad::input_grad(weight, output_grad, &g),
         };
         tensor(x_grad, x.shape())
@@ -234,6 +258,7 @@ impl ConvEngineBackend for Flex {
         let (x, output_grad) = (f32s(&x), f32s(&output_grad));
         let weight_grad = match kernels_for(&g, Pass::WeightGrad) {
             Kernels::Direct(isa) => direct::weight_grad(x, output_grad, &g, isa),
+            Kernels::Blocked(isa) => blocked::weight_grad(x, output_grad, &g, isa),
             Kernels::Gemm => weight_grad::weight_grad(x, output_grad, &g),
         };
         tensor(weight_grad, weight.shape())

@@ -6,9 +6,10 @@
 //!
 //! - [`conv2d`]: the convolution engine — forward, input gradient and weight gradient, in
 //!   training and in evaluation. Direct kernels (AVX-512 or AVX2, picked at run time) for the
-//!   stride-1 layers with rows of 16 or more outputs (up to 128 channels, 64 for the weight
-//!   gradient); GEMMs over chunks of the batch for the rest; working buffers reused across calls,
-//!   outputs written without being cleared first (see the `conv` module).
+//!   stride-1 layers: vectorised over output channels for the 3×3 layers of 32 to 64 channels,
+//!   over positions for the others with rows of 16 or more outputs (up to 128 channels, 64 for
+//!   the weight gradient); GEMMs over chunks of the batch for the rest; working buffers reused
+//!   across calls, outputs written without being cleared first (see the `conv` module).
 //! - [`batch_norm`] and [`batch_norm_relu`]: batch norm (and the ReLU after it). In training
 //!   burn runs it on flex as generic tensor operations: two full layout copies (`swap_dims` +
 //!   `reshape`) for the per-channel statistics and about twenty passes over the activation,
@@ -18,7 +19,7 @@
 //!   way.
 //!
 //! [`with_burn_path`] and `KAIMING_KERNELS=burn` send everything back to burn, for comparisons;
-//! [`with_conv_choice`], `KAIMING_CONV=gemm|direct` and `KAIMING_CONV_ISA=avx2|avx512` force
+//! [`with_conv_choice`], `KAIMING_CONV=gemm|direct|blocked` and `KAIMING_CONV_ISA=avx2|avx512` force
 //! the convolution engine's algorithm and instruction set; [`configure`] sets all three for the
 //! process (a training run's `[kernels]` settings), over the environment.
 //! [`set_write_checks`] (or `KAIMING_CHECK_WRITES=1`) makes every kernel's output start as a

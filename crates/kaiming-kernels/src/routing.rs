@@ -15,8 +15,9 @@ use burn::tensor::Device;
 pub const KERNELS_VARIABLE: &str = "KAIMING_KERNELS";
 
 /// The environment variable that picks the convolution engine's algorithm: `auto` (the
-/// default: by the measured rules of `conv::direct_pays`), `gemm` (im2col GEMMs everywhere) or
-/// `direct` (the direct kernels wherever they apply).
+/// default: by the measured rules of `conv::blocked_pays` and `conv::direct_pays`), `gemm`
+/// (im2col GEMMs everywhere), `direct` (the direct kernels wherever they apply) or `blocked`
+/// (the channel-blocked direct kernels wherever they apply, GEMMs elsewhere).
 pub const CONV_ALGORITHM_VARIABLE: &str = "KAIMING_CONV";
 
 /// The environment variable that picks the instruction set of the direct convolution kernels:
@@ -43,6 +44,9 @@ pub enum ConvAlgorithm {
     Gemm,
     /// The direct kernels wherever they apply (stride 1, no dilation, square odd kernels).
     Direct,
+    /// The channel-blocked direct kernels wherever they apply (stride 1, 3×3, channel counts
+    /// in whole vector blocks), im2col GEMMs elsewhere.
+    Blocked,
 }
 
 /// The vector instruction set of the direct convolution kernels.
@@ -157,7 +161,8 @@ macro_rules! named {
 }
 
 named!(ConvAlgorithm, "convolution algorithm",
-    ConvAlgorithm::Auto => "auto", ConvAlgorithm::Gemm => "gemm", ConvAlgorithm::Direct => "direct");
+    ConvAlgorithm::Auto => "auto", ConvAlgorithm::Gemm => "gemm", ConvAlgorithm::Direct => "direct",
+    ConvAlgorithm::Blocked => "blocked");
 named!(IsaChoice, "instruction set",
     IsaChoice::Auto => "auto", IsaChoice::Avx512 => "avx512", IsaChoice::Avx2 => "avx2",
     IsaChoice::None => "none");

@@ -57,8 +57,8 @@ fn pass(conv: &Conv2d, shape: [usize; 4], apply: impl Fn(&Conv2d, Tensor<4>) -> 
 }
 
 /// Every way the engine can compute a convolution on this CPU: its own rule, im2col GEMMs
-/// only, and the direct kernels on each instruction set the CPU has (so an AVX-512 machine
-/// tests the AVX2 kernels too).
+/// only, and the direct and channel-blocked kernels on each instruction set the CPU has (so an
+/// AVX-512 machine tests the AVX2 kernels too).
 fn choices() -> Vec<ConvChoice> {
     let mut choices = vec![
         ConvChoice {
@@ -72,10 +72,12 @@ fn choices() -> Vec<ConvChoice> {
     ];
     for isa in [Isa::Avx512, Isa::Avx2] {
         if isa.supported() {
-            choices.push(ConvChoice {
-                algorithm: ConvAlgorithm::Direct,
-                isa: isa.into(),
-            });
+            for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Blocked] {
+                choices.push(ConvChoice {
+                    algorithm,
+                    isa: isa.into(),
+                });
+            }
         } else {
             // Said on every check, so a log from a machine without it cannot be mistaken for
             // one where these kernels ran.
@@ -203,6 +205,11 @@ fn matches_burn_on_awkward_shapes() {
     check(config([4, 6], 5, 1, 2), [3, 4, 8, 13]);
     check(config([5, 9], 5, 1, 1), [2, 5, 9, 9]);
     check(config([6, 5], 3, 1, 1), [2, 6, 3, 70]);
+    // The channel-blocked kernels: rows off their position tile, batch 1, no padding (the
+    // input gradient's is then 2), and whole channel blocks on one side only.
+    check(config([32, 64], 3, 1, 1), [1, 32, 5, 11]);
+    check(config([64, 32], 3, 1, 0), [2, 64, 9, 7]);
+    check(config([48, 16], 3, 1, 1), [3, 48, 6, 6]);
     // Padding wider than the image (some taps read no column at all), and padding of at least
     // the kernel size (no direct kernels: their input gradient would need negative padding).
     check(config([2, 3], 7, 1, 3), [2, 2, 5, 2]);

@@ -203,8 +203,9 @@ section! {
     /// variables `KAIMING_CONV`, `KAIMING_CONV_ISA` and `KAIMING_KERNELS=burn` set the same
     /// (a recipe and the flags win over them); every run records what it used.
     pub struct KernelSettings in "kernels.", heading "CPU kernels" {
-        /// Convolution algorithm: auto (by the measured rules), gemm (im2col GEMMs) or direct
-        /// (the direct kernels wherever they apply)
+        /// Convolution algorithm: auto (by the measured rules), gemm (im2col GEMMs), direct
+        /// (the direct kernels wherever they apply) or blocked (the channel-blocked direct
+        /// kernels wherever they apply, GEMMs elsewhere)
         conv: ConvAlgorithm = ConvAlgorithm::Auto, flag "conv", example "gemm";
         /// Instruction set of the direct kernels: auto (the widest the CPU has), avx512 or avx2
         /// (refused at start on a CPU without it), or none (burn's convolutions, as on a CPU

@@ -26,6 +26,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
+use super::vector::Vector;
 use super::weight_grad::sum_in_order;
 use crate::routing::Isa;
 use crate::scratch::{Scratch, prefix, with_scratch};
@@ -57,26 +58,26 @@ pub(crate) fn covers(g: &Geometry) -> bool {
 
 /// The sizes of one image's padded planes and wide output.
 #[derive(Debug, Clone, Copy)]
-struct Plan {
-    channels_in: usize,
-    channels_out: usize,
-    kernel: usize,
+pub(super) struct Plan {
+    pub(super) channels_in: usize,
+    pub(super) channels_out: usize,
+    pub(super) kernel: usize,
     /// Padded width.
-    wp: usize,
+    pub(super) wp: usize,
     /// Floats per padded input plane.
-    plane: usize,
+    pub(super) plane: usize,
     /// Output rows and columns.
-    oh: usize,
-    ow: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
     /// Wide output positions per channel (`OH·Wp`), rounded up to whole tiles.
-    q_stride: usize,
+    pub(super) q_stride: usize,
     /// Padded input floats to allocate: every plane, plus what the last tiles read past the
     /// last plane.
-    padded_len: usize,
+    pub(super) padded_len: usize,
 }
 
 impl Plan {
-    fn new(g: &Geometry, tile: usize) -> Self {
+    pub(super) fn new(g: &Geometry, tile: usize) -> Self {
         let kernel = g.kernel[0];
         let wp = g.width + 2 * g.padding[1];
         let plane = wp * (g.height + 2 * g.padding[0]);
@@ -141,8 +142,13 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<
 pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
     g.check_weight(weight);
     g.check_output(output_grad);
-    let k = g.kernel[0];
-    let taps = k * k;
+    forward(output_grad, &flipped(weight, g), &transposed(g), isa)
+}
+
+/// The kernel of the convolution that computes `g`'s input gradient: `weight` (`[C_out, C_in,
+/// k, k]`) with its taps reversed and its channel axes swapped, `[C_in, C_out, k, k]`.
+pub(super) fn flipped(weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let taps = g.kernel[0] * g.kernel[1];
     let mut flipped = vec![0f32; weight.len()];
     for o in 0..g.channels_out {
         for c in 0..g.channels_in {
@@ -153,7 +159,13 @@ pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa:
             }
         }
     }
-    let transposed = Geometry {
+    flipped
+}
+
+/// The geometry of the convolution that computes stride-1 `g`'s input gradient: from the
+/// output gradient to the input's shape, padding `k − 1 − p`.
+pub(super) fn transposed(g: &Geometry) -> Geometry {
+    Geometry {
         batch: g.batch,
         channels_in: g.channels_out,
         height: g.out_height,
@@ -163,10 +175,12 @@ pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa:
         out_height: g.height,
         out_width: g.width,
         stride: [1, 1],
-        padding: [k - 1 - g.padding[0], k - 1 - g.padding[1]],
+        padding: [
+            g.kernel[0] - 1 - g.padding[0],
+            g.kernel[1] - 1 - g.padding[1],
+        ],
         dilation: [1, 1],
-    };
-    forward(output_grad, &flipped, &transposed, isa)
+    }
 }
 
 /// Input channels per weight-gradient tile.
@@ -240,7 +254,7 @@ fn widen(output_grad: &[f32], plan: &Plan, wide: &mut [f32]) {
 /// Copies `image` (`[C_in, H, W]`) into `padded` (`[C_in, Hp, Wp]` plus slack), zero outside
 /// the image; the slack past the last plane is zeroed too, so every float the kernel reads is
 /// written here.
-fn pad(
+pub(super) fn pad(
     image: &[f32],
     height: usize,
     width: usize,
@@ -266,92 +280,9 @@ fn pad(
     }
 }
 
-/// A SIMD vector of `f32` and the few operations the tile needs.
-trait Vector: Copy {
-    /// Floats per vector.
-    const LANES: usize;
-    unsafe fn zero() -> Self;
-    unsafe fn load(from: *const f32) -> Self;
-    unsafe fn splat(from: *const f32) -> Self;
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
-    unsafe fn store(self, to: *mut f32);
-    /// The sum of the lanes.
-    unsafe fn sum(self) -> f32;
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::Vector;
-
-    #[derive(Clone, Copy)]
-    pub(super) struct Avx512(__m512);
-
-    #[derive(Clone, Copy)]
-    pub(super) struct Avx2(__m256);
-
-    // SAFETY (all methods): called only from functions compiled with the matching target
-    // features, which the caller checked the CPU has; pointers are valid for one vector.
-    impl Vector for Avx512 {
-        const LANES: usize = 16;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            Self(unsafe { _mm512_setzero_ps() })
-        }
-        #[inline(always)]
-        unsafe fn load(from: *const f32) -> Self {
-            Self(unsafe { _mm512_loadu_ps(from) })
-        }
-        #[inline(always)]
-        unsafe fn splat(from: *const f32) -> Self {
-            Self(unsafe { _mm512_set1_ps(*from) })
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            Self(unsafe { _mm512_fmadd_ps(a.0, b.0, c.0) })
-        }
-        #[inline(always)]
-        unsafe fn store(self, to: *mut f32) {
-            unsafe { _mm512_storeu_ps(to, self.0) }
-        }
-        #[inline(always)]
-        unsafe fn sum(self) -> f32 {
-            let mut lanes = [0f32; 16];
-            unsafe { self.store(lanes.as_mut_ptr()) };
-            lanes.iter().sum()
-        }
-    }
-
-    impl Vector for Avx2 {
-        const LANES: usize = 8;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            Self(unsafe { _mm256_setzero_ps() })
-        }
-        #[inline(always)]
-        unsafe fn load(from: *const f32) -> Self {
-            Self(unsafe { _mm256_loadu_ps(from) })
-        }
-        #[inline(always)]
-        unsafe fn splat(from: *const f32) -> Self {
-            Self(unsafe { _mm256_set1_ps(*from) })
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            Self(unsafe { _mm256_fmadd_ps(a.0, b.0, c.0) })
-        }
-        #[inline(always)]
-        unsafe fn store(self, to: *mut f32) {
-            unsafe { _mm256_storeu_ps(to, self.0) }
-        }
-        #[inline(always)]
-        unsafe fn sum(self) -> f32 {
-            let mut lanes = [0f32; 8];
-            unsafe { self.store(lanes.as_mut_ptr()) };
-            lanes.iter().sum()
-        }
-    }
+    use crate::conv::vector::{Avx2, Avx512};
 
     /// # Safety
     /// The CPU has AVX-512F; the slices are as [`super::image`] requires.
@@ -678,6 +609,7 @@ mod tests {
 
     use super::{Isa, forward, input_grad, weight_grad};
     use crate::conv::geometry::Geometry;
+    use crate::conv::{Pass, blocked};
 
     /// Deterministic values in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -747,19 +679,24 @@ mod tests {
     #[test]
     fn kernels_match_the_definition_on_every_instruction_set() {
         // (batch, in, out, height, width, kernel, padding): channel counts off the register
-        // tile, rows shorter and longer than a vector, odd sizes, 1×1, 5×5, no padding.
+        // tile, rows shorter and longer than a vector, odd sizes, 1×1, 5×5, no padding; then
+        // the channel-blocked kernels' shapes: whole blocks of 32 and 16 channels, rows off
+        // their position tile, no padding (the input gradient's padding is then 2).
         let shapes = [
             (2, 3, 5, 5, 7, 3, 1),
             (1, 4, 4, 9, 17, 3, 1),
             (1, 2, 6, 6, 5, 5, 2),
             (2, 5, 3, 4, 4, 1, 0),
             (1, 3, 2, 6, 6, 3, 0),
+            (1, 32, 32, 3, 11, 3, 1),
+            (2, 16, 32, 5, 4, 3, 0),
         ];
         for isa in [Isa::Avx512, Isa::Avx2] {
             if !isa.supported() {
                 eprintln!("not tested here: the direct kernels on {isa:?}, which this CPU lacks");
                 continue;
             }
+            let mut blocked_passes = 0;
             for (batch, c, o, h, w, k, p) in shapes {
                 let g = Geometry::new(
                     &Shape::new([batch, c, h, w]),
@@ -771,22 +708,45 @@ mod tests {
                 let dy = values(batch * o * g.out_positions(), 3);
                 let [output, dx, dw] = reference(&g, &x, &weight, &dy);
                 let what = format!("{isa:?} on {batch}×{c}×{h}×{w}, {o} filters {k}×{k} pad {p}");
-                assert_close(
-                    &format!("{what}: output"),
-                    &forward(&x, &weight, &g, isa),
-                    &output,
-                );
-                assert_close(
-                    &format!("{what}: input gradient"),
-                    &input_grad(&weight, &dy, &g, isa),
+                let check = |kernels: &str, pass: &str, ours: Vec<f32>, exact: &[f64]| {
+                    assert_close(&format!("{kernels} {what}: {pass}"), &ours, exact);
+                };
+                check("direct", "output", forward(&x, &weight, &g, isa), &output);
+                check(
+                    "direct",
+                    "input gradient",
+                    input_grad(&weight, &dy, &g, isa),
                     &dx,
                 );
-                assert_close(
-                    &format!("{what}: weight gradient"),
-                    &weight_grad(&x, &dy, &g, isa),
+                check(
+                    "direct",
+                    "weight gradient",
+                    weight_grad(&x, &dy, &g, isa),
                     &dw,
                 );
+                let covers = |pass| blocked::covers(&g, pass, isa);
+                if covers(Pass::Forward) {
+                    blocked_passes += 1;
+                    let ours = blocked::forward(&x, &weight, &g, isa);
+                    check("blocked", "output", ours, &output);
+                }
+                if covers(Pass::InputGrad) {
+                    blocked_passes += 1;
+                    let ours = blocked::input_grad(&weight, &dy, &g, isa);
+                    check("blocked", "input gradient", ours, &dx);
+                }
+                if covers(Pass::WeightGrad) {
+                    blocked_passes += 1;
+                    let ours = blocked::weight_grad(&x, &dy, &g, isa);
+                    check("blocked", "weight gradient", ours, &dw);
+                }
             }
+            // The last two shapes are the blocked kernels': 5 passes on AVX-512 (16 input
+            // channels are half a forward tile there), 6 on AVX2.
+            assert!(
+                blocked_passes >= 5,
+                "the blocked kernels ran {blocked_passes} passes on {isa:?}"
+            );
         }
     }
 }

@@ -1,0 +1,499 @@
+//! Channel-blocked direct 3×3 convolution, vectorised over output channels: the 32- and
+//! 64-channel stages of the CIFAR ResNets, whose rows of 16 and 8 positions leave a quarter to
+//! half of a position-vectorised tile (`direct`) on padding.
+//!
+//! A vector holds one output channel block (`L` = 16 floats on AVX-512, 8 on AVX2) at one
+//! position, as oneDNN's `nChw16c` layout does. The forward tile is `NB` blocks × `P`
+//! consecutive positions of one output row: for every input channel and tap it loads `NB`
+//! weight vectors and broadcasts `P` input values from the zero-bordered planes `direct`
+//! builds, `NB·P` fused multiply-adds, and no lane ever holds a padding column. The weights
+//! are repacked once per call to `[C_out/L, C_in, 9, L]`; outputs are computed blocked,
+//! `[C_out/L, OH·OW, L]`, and transposed into NCHW while they are still in the cache.
+//!
+//! The weight gradient sums over positions, so its tile is the reduction's output: `NB` blocks
+//! of output channels × one input channel × all nine taps, accumulated in registers over every
+//! position of an image (no position is wasted either), from the output gradient transposed
+//! into the blocked layout and the padded input planes. The input gradient is the forward
+//! convolution of the output gradient with the flipped kernel (`direct::flipped`).
+
+// The kernels exist only for x86_64; elsewhere `covers` is never asked (no `Isa` exists).
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+use rayon::prelude::*;
+
+use super::Pass;
+use super::direct::{self, Plan, pad};
+use super::geometry::Geometry;
+use super::vector::Vector;
+use super::weight_grad::sum_in_order;
+use crate::routing::Isa;
+use crate::scratch::{Scratch, prefix, with_scratch};
+use crate::unfilled;
+
+/// Taps of the 3×3 kernel, the only size these kernels compute.
+const TAPS: usize = 9;
+
+/// The register tiles of one instruction set: output blocks per forward tile (`NB`), positions
+/// per forward tile (`P`), and output blocks per weight-gradient tile (`GB`, times nine taps). AVX-512 has 32 vector
+/// registers: 2 × 8 accumulators in the forward tile, 2 × 9 in the weight gradient's. AVX2 has
+/// 16: 2 × 4 and 1 × 9.
+struct Tiles {
+    nb: usize,
+    p: usize,
+    gb: usize,
+}
+
+impl Isa {
+    /// Floats per vector.
+    fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+
+    fn tiles(self) -> Tiles {
+        match self {
+            Isa::Avx512 => Tiles {
+                nb: AVX512_NB,
+                p: AVX512_P,
+                gb: AVX512_GB,
+            },
+            Isa::Avx2 => Tiles {
+                nb: AVX2_NB,
+                p: AVX2_P,
+                gb: AVX2_GB,
+            },
+        }
+    }
+}
+
+const AVX512_NB: usize = 2;
+const AVX512_P: usize = 8;
+const AVX512_GB: usize = 2;
+const AVX2_NB: usize = 2;
+const AVX2_P: usize = 4;
+const AVX2_GB: usize = 1;
+
+/// Whether the blocked kernels compute `pass` of `g` on `isa`: a stride-1 3×3 convolution the
+/// direct kernels cover, whose output channels (the input's, for the input gradient) fill
+/// whole tiles.
+pub(crate) fn covers(g: &Geometry, pass: Pass, isa: Isa) -> bool {
+    let tiles = isa.tiles();
+    direct::covers(g)
+        && g.kernel == [3, 3]
+        && match pass {
+            Pass::Forward => g.channels_out % (tiles.nb * isa.lanes()) == 0,
+            Pass::InputGrad => g.channels_in % (tiles.nb * isa.lanes()) == 0,
+            Pass::WeightGrad => g.channels_out % (tiles.gb * isa.lanes()) == 0,
+        }
+}
+
+/// Positions per forward tile on `isa`: shorter rows take one position at a time.
+pub(crate) fn row_tile(isa: Isa) -> usize {
+    isa.tiles().p
+}
+
+/// The sizes the kernels index by: the padded planes' (`direct`'s plan) and the blocks'.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    plan: Plan,
+    /// Output channel blocks.
+    blocks: usize,
+    /// Output positions per channel, `OH·OW`.
+    positions: usize,
+}
+
+impl Layout {
+    fn new(g: &Geometry, isa: Isa) -> Self {
+        Self {
+            // Tiles never read past a plane's last row, so no slack is needed.
+            plan: Plan::new(g, 1),
+            blocks: g.channels_out / isa.lanes(),
+            positions: g.out_positions(),
+        }
+    }
+
+    /// Checks, once per image, what the unsafe kernels rely on: the CPU has `isa`, the layout
+    /// is this instruction set's, and the slices are as long as the layout says.
+    fn check(&self, isa: Isa, padded: &[f32], blocked: &[f32], weights: &[f32]) {
+        let plan = &self.plan;
+        assert!(isa.supported(), "{isa:?} kernels on a CPU without {isa:?}");
+        assert_eq!(plan.kernel, 3, "the blocked kernels are 3×3");
+        assert_eq!(self.blocks * isa.lanes(), plan.channels_out, "whole blocks");
+        assert_eq!(plan.wp, plan.ow + 2, "stride 1: Wp = OW + k − 1");
+        assert_eq!(
+            plan.plane,
+            plan.wp * (plan.oh + 2),
+            "stride 1: Hp = OH + k − 1"
+        );
+        assert!(padded.len() >= plan.channels_in * plan.plane);
+        assert_eq!(blocked.len(), plan.channels_out * self.positions);
+        assert_eq!(weights.len(), plan.channels_out * plan.channels_in * TAPS);
+    }
+}
+
+/// `weight` (`[C_out, C_in, 3, 3]`) as `[C_out/L, C_in, 9, L]`: a tile's weights for one input
+/// channel and tap are one vector per block.
+fn block_weights(weight: &[f32], g: &Geometry, lanes: usize) -> Vec<f32> {
+    let per_output = g.channels_in * TAPS;
+    let mut blocked = vec![0f32; weight.len()];
+    for (o, filter) in weight.chunks_exact(per_output).enumerate() {
+        let (block, lane) = (o / lanes, o % lanes);
+        for (ct, value) in filter.iter().enumerate() {
+            blocked[(block * per_output + ct) * lanes + lane] = *value;
+        }
+    }
+    blocked
+}
+
+/// `[C/L, Q, L]` → `[C, Q]` rows of `output`, each written once.
+fn unblock(
+    blocked: &[f32],
+    positions: usize,
+    lanes: usize,
+    output: &mut [std::mem::MaybeUninit<f32>],
+) {
+    for (c, row) in output.chunks_exact_mut(positions).enumerate() {
+        let source = &blocked[(c / lanes) * positions * lanes + c % lanes..];
+        for (q, target) in row.iter_mut().enumerate() {
+            target.write(source[q * lanes]);
+        }
+    }
+}
+
+/// `[C, Q]` → `[C/L, Q, L]`.
+fn block(rows: &[f32], positions: usize, lanes: usize, blocked: &mut [f32]) {
+    for (c, row) in rows.chunks_exact(positions).enumerate() {
+        let target = &mut blocked[(c / lanes) * positions * lanes + c % lanes..];
+        for (q, value) in row.iter().enumerate() {
+            target[q * lanes] = *value;
+        }
+    }
+}
+
+/// `conv(x, weight)` for every image, as `direct::forward`, on the blocked kernels. `g` must
+/// be [`covers`]ed for the forward pass.
+pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    g.check_input(x);
+    g.check_weight(weight);
+    assert!(
+        covers(g, Pass::Forward, isa),
+        "blocked forward of {g:?} on {isa:?}"
+    );
+    let per_image = g.channels_out * g.out_positions();
+    let image_len = g.channels_in * g.in_positions();
+    if g.is_empty() {
+        return vec![0.0; g.batch * per_image];
+    }
+    let layout = Layout::new(g, isa);
+    let weights = block_weights(weight, g, isa.lanes());
+    let mut output = unfilled::buffer(g.batch * per_image);
+    output
+        .par_chunks_mut(per_image)
+        .zip(x.par_chunks(image_len))
+        .for_each(|(output, image)| {
+            with_scratch(|scratch| {
+                let Scratch {
+                    columns, product, ..
+                } = scratch;
+                let padded = prefix(columns, layout.plan.padded_len);
+                pad(image, g.height, g.width, g.padding, &layout.plan, padded);
+                let blocked = prefix(product, per_image);
+                layout.check(isa, padded, blocked, &weights);
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU has the instruction set and the slices are as the kernels
+                // require (`Layout::check`).
+                unsafe {
+                    match isa {
+                        Isa::Avx512 => x86::forward_avx512(padded, &weights, &layout, blocked),
+                        Isa::Avx2 => x86::forward_avx2(padded, &weights, &layout, blocked),
+                    }
+                }
+                unblock(blocked, layout.positions, isa.lanes(), output);
+            })
+        });
+    // SAFETY: `unblock` wrote every channel's row of every image.
+    unsafe { unfilled::assume_init(output) }
+}
+
+/// The gradient with respect to `x` of [`forward`]: the blocked forward convolution of the
+/// output gradient with the flipped, channel-swapped kernel. `g` must be
+/// [`covers`]ed for the input gradient.
+pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    g.check_weight(weight);
+    g.check_output(output_grad);
+    forward(
+        output_grad,
+        &direct::flipped(weight, g),
+        &direct::transposed(g),
+        isa,
+    )
+}
+
+/// The weight gradient `[C_out, C_in, 3, 3]`, flattened, of [`forward`]. Each thread sums a
+/// fixed share of the batch and the shares are added in order, so the result does not depend
+/// on scheduling. `g` must be [`covers`]ed for the weight gradient.
+pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    g.check_input(x);
+    g.check_output(output_grad);
+    assert!(
+        covers(g, Pass::WeightGrad, isa),
+        "blocked weight gradient of {g:?} on {isa:?}"
+    );
+    let len = g.channels_out * g.channels_in * TAPS;
+    if g.is_empty() {
+        return vec![0.0; len];
+    }
+    let layout = Layout::new(g, isa);
+    let image_len = g.channels_in * g.in_positions();
+    let grad_len = g.channels_out * g.out_positions();
+    let partials: Vec<Vec<f32>> = g
+        .shares()
+        .into_par_iter()
+        .map(|images| {
+            // Blocked, `[C_out/L, C_in, 9, L]`, until the shares are summed.
+            let mut weight_grad = vec![0f32; len];
+            with_scratch(|scratch| {
+                let Scratch {
+                    columns, product, ..
+                } = scratch;
+                for image in images {
+                    let padded = prefix(columns, layout.plan.padded_len);
+                    pad(
+                        &x[image * image_len..][..image_len],
+                        g.height,
+                        g.width,
+                        g.padding,
+                        &layout.plan,
+                        padded,
+                    );
+                    let blocked = prefix(product, grad_len);
+                    block(
+                        &output_grad[image * grad_len..][..grad_len],
+                        layout.positions,
+                        isa.lanes(),
+                        blocked,
+                    );
+                    layout.check(isa, padded, blocked, &weight_grad);
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as in `forward`.
+                    unsafe {
+                        match isa {
+                            Isa::Avx512 => {
+                                x86::weight_grad_avx512(padded, blocked, &layout, &mut weight_grad)
+                            }
+                            Isa::Avx2 => {
+                                x86::weight_grad_avx2(padded, blocked, &layout, &mut weight_grad)
+                            }
+                        }
+                    }
+                }
+            });
+            weight_grad
+        })
+        .collect();
+    let blocked = sum_in_order(partials);
+    let per_output = g.channels_in * TAPS;
+    let lanes = isa.lanes();
+    let mut weight_grad = vec![0f32; len];
+    for (o, filter) in weight_grad.chunks_exact_mut(per_output).enumerate() {
+        let (block, lane) = (o / lanes, o % lanes);
+        for (ct, value) in filter.iter_mut().enumerate() {
+            *value = blocked[(block * per_output + ct) * lanes + lane];
+        }
+    }
+    weight_grad
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{AVX2_GB, AVX2_NB, AVX2_P, AVX512_GB, AVX512_NB, AVX512_P, Layout};
+    use crate::conv::vector::{Avx2, Avx512};
+
+    /// # Safety
+    /// The CPU has AVX-512F; the slices are as [`super::forward_image`] requires.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward_avx512(
+        padded: &[f32],
+        weights: &[f32],
+        layout: &Layout,
+        blocked: &mut [f32],
+    ) {
+        unsafe {
+            super::forward_image::<Avx512, AVX512_NB, AVX512_P>(padded, weights, layout, blocked)
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the slices are as [`super::forward_image`] requires.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn forward_avx2(
+        padded: &[f32],
+        weights: &[f32],
+        layout: &Layout,
+        blocked: &mut [f32],
+    ) {
+        unsafe { super::forward_image::<Avx2, AVX2_NB, AVX2_P>(padded, weights, layout, blocked) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the slices are as [`super::weight_grad_image`] requires.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_grad_avx512(
+        padded: &[f32],
+        blocked: &[f32],
+        layout: &Layout,
+        weight_grad: &mut [f32],
+    ) {
+        unsafe {
+            super::weight_grad_image::<Avx512, AVX512_GB>(padded, blocked, layout, weight_grad)
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the slices are as [`super::weight_grad_image`] requires.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weight_grad_avx2(
+        padded: &[f32],
+        blocked: &[f32],
+        layout: &Layout,
+        weight_grad: &mut [f32],
+    ) {
+        unsafe { super::weight_grad_image::<Avx2, AVX2_GB>(padded, blocked, layout, weight_grad) }
+    }
+}
+
+/// One image's blocked output `[C_out/L, OH·OW, L]` from its padded planes.
+///
+/// # Safety
+/// As checked by [`Layout::check`], with `L = V::LANES` and `NB` dividing the blocks; inlined
+/// only into functions compiled for `V`'s instruction set.
+#[inline(always)]
+unsafe fn forward_image<V: Vector, const NB: usize, const P: usize>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Layout,
+    blocked: &mut [f32],
+) {
+    let plan = &layout.plan;
+    for block in (0..layout.blocks).step_by(NB) {
+        for h in 0..plan.oh {
+            let mut w = 0;
+            while w + P <= plan.ow {
+                unsafe { forward_tile::<V, NB, P>(padded, weights, layout, blocked, block, h, w) };
+                w += P;
+            }
+            // The rest of a row not a multiple of `P` wide, one position at a time.
+            for w in w..plan.ow {
+                unsafe { forward_tile::<V, NB, 1>(padded, weights, layout, blocked, block, h, w) };
+            }
+        }
+    }
+}
+
+/// Output blocks `block..block + NB` at positions `w..w + P` of row `h`.
+///
+/// # Safety
+/// As [`forward_image`], with `w + P ≤ OW` and `h < OH`.
+#[inline(always)]
+unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Layout,
+    blocked: &mut [f32],
+    block: usize,
+    h: usize,
+    w: usize,
+) {
+    let plan = &layout.plan;
+    let per_block = plan.channels_in * TAPS * V::LANES;
+    let mut acc = [[unsafe { V::zero() }; NB]; P];
+    // SAFETY: the highest input read is `(C_in − 1)·plane + (OH + 1)·Wp + OW + 1`, inside the
+    // last plane (`Hp = OH + 2`, `Wp = OW + 2`); the highest weight is the last block's last.
+    unsafe {
+        let x = padded.as_ptr().add(h * plan.wp + w);
+        let weights = weights.as_ptr().add(block * per_block);
+        for c in 0..plan.channels_in {
+            let x = x.add(c * plan.plane);
+            let weights = weights.add(c * TAPS * V::LANES);
+            for kh in 0..3 {
+                for kw in 0..3 {
+                    let at = x.add(kh * plan.wp + kw);
+                    let tap = weights.add((kh * 3 + kw) * V::LANES);
+                    let mut filters = [V::zero(); NB];
+                    for (n, filter) in filters.iter_mut().enumerate() {
+                        *filter = V::load(tap.add(n * per_block));
+                    }
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        let input = V::splat(at.add(p));
+                        for (acc, filter) in acc.iter_mut().zip(filters) {
+                            *acc = V::fma(filter, input, *acc);
+                        }
+                    }
+                }
+            }
+        }
+        let out = blocked.as_mut_ptr();
+        let q = h * plan.ow + w;
+        for (p, acc) in acc.iter().enumerate() {
+            for (n, acc) in acc.iter().enumerate() {
+                acc.store(out.add(((block + n) * layout.positions + q + p) * V::LANES));
+            }
+        }
+    }
+}
+
+/// Adds one image's weight gradient to `weight_grad` (`[C_out/L, C_in, 9, L]`), from its padded
+/// planes and blocked output gradient `[C_out/L, OH·OW, L]`.
+///
+/// # Safety
+/// As checked by [`Layout::check`], with `L = V::LANES` and `GB` dividing the blocks; inlined
+/// only into functions compiled for `V`'s instruction set.
+#[inline(always)]
+unsafe fn weight_grad_image<V: Vector, const GB: usize>(
+    padded: &[f32],
+    blocked: &[f32],
+    layout: &Layout,
+    weight_grad: &mut [f32],
+) {
+    let plan = &layout.plan;
+    let per_block = plan.channels_in * TAPS * V::LANES;
+    let (x, dy, dw) = (padded.as_ptr(), blocked.as_ptr(), weight_grad.as_mut_ptr());
+    for block in (0..layout.blocks).step_by(GB) {
+        for c in 0..plan.channels_in {
+            let mut acc = [[unsafe { V::zero() }; TAPS]; GB];
+            // SAFETY: inputs as in `forward_tile`; gradient reads stay in block `block + GB − 1`
+            // of `C_out/L · OH·OW · L` floats, and the tile's writes in its blocks' channel `c`.
+            unsafe {
+                let x = x.add(c * plan.plane);
+                for h in 0..plan.oh {
+                    for w in 0..plan.ow {
+                        let q = h * plan.ow + w;
+                        let mut grads = [V::zero(); GB];
+                        for (n, grad) in grads.iter_mut().enumerate() {
+                            *grad =
+                                V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
+                        }
+                        let at = x.add(h * plan.wp + w);
+                        for kh in 0..3 {
+                            for kw in 0..3 {
+                                let input = V::splat(at.add(kh * plan.wp + kw));
+                                for (acc, grad) in acc.iter_mut().zip(grads) {
+                                    acc[kh * 3 + kw] = V::fma(grad, input, acc[kh * 3 + kw]);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (n, acc) in acc.iter().enumerate() {
+                    let target = dw.add((block + n) * per_block + c * TAPS * V::LANES);
+                    for (t, acc) in acc.iter().enumerate() {
+                        let at = target.add(t * V::LANES);
+                        V::add(V::load(at), *acc).store(at);
+                    }
+                }
+            }
+        }
+    }
+}
