@@ -111,13 +111,13 @@ fn main() {
                 times.push(passes(&x, &w, &dy, choice(algorithm)));
             }
         }
-        // The blocked kernels take whole tiles of two vectors of channels (square layers here,
-        // so all three passes alike); elsewhere the `blocked` choice runs GEMMs.
+        // The blocked kernels take whole vectors of channels (square layers here, so all three
+        // passes alike); elsewhere the `blocked` choice runs GEMMs.
         let lanes = match isa.resolve() {
             Some(Isa::Avx512) => 16,
             _ => 8,
         };
-        let blocked_applies = channels % (2 * lanes) == 0;
+        let blocked_applies = channels % lanes == 0;
         let cell = |pass: usize| {
             let medians: Vec<f64> = times
                 .iter()

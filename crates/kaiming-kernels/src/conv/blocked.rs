@@ -33,16 +33,11 @@ use crate::unfilled;
 /// Taps of the 3×3 kernel, the only size these kernels compute.
 const TAPS: usize = 9;
 
-/// The register tiles of one instruction set: output blocks per forward tile (`NB`), positions
-/// per forward tile (`P`), and output blocks per weight-gradient tile (`GB`, times nine taps). AVX-512 has 32 vector
-/// registers: 2 × 8 accumulators in the forward tile, 2 × 9 in the weight gradient's. AVX2 has
-/// 16: 2 × 4 and 1 × 9.
-struct Tiles {
-    nb: usize,
-    p: usize,
-    gb: usize,
-}
-
+/// The register tiles of one instruction set: output blocks per forward tile (`NB`) and
+/// positions per forward tile (`P`; a lone block, where the blocks are odd, takes `P1`), and
+/// output blocks per weight-gradient tile (`GB`, times nine taps; a lone block takes one).
+/// AVX-512 has 32 vector registers: 2 × 8 (or 1 × 16) accumulators in the forward tile, 2 × 9
+/// in the weight gradient's. AVX2 has 16: 2 × 4 (or 1 × 8) and 1 × 9.
 impl Isa {
     /// Floats per vector.
     fn lanes(self) -> usize {
@@ -51,47 +46,42 @@ impl Isa {
             Isa::Avx2 => 8,
         }
     }
-
-    fn tiles(self) -> Tiles {
-        match self {
-            Isa::Avx512 => Tiles {
-                nb: AVX512_NB,
-                p: AVX512_P,
-                gb: AVX512_GB,
-            },
-            Isa::Avx2 => Tiles {
-                nb: AVX2_NB,
-                p: AVX2_P,
-                gb: AVX2_GB,
-            },
-        }
-    }
 }
 
 const AVX512_NB: usize = 2;
 const AVX512_P: usize = 8;
+const AVX512_P1: usize = 16;
 const AVX512_GB: usize = 2;
 const AVX2_NB: usize = 2;
 const AVX2_P: usize = 4;
+const AVX2_P1: usize = 8;
 const AVX2_GB: usize = 1;
 
 /// Whether the blocked kernels compute `pass` of `g` on `isa`: a stride-1 3×3 convolution the
-/// direct kernels cover, whose output channels (the input's, for the input gradient) fill
-/// whole tiles.
+/// direct kernels cover, whose output channels (the input's, for the input gradient) are whole
+/// vectors.
 pub(crate) fn covers(g: &Geometry, pass: Pass, isa: Isa) -> bool {
-    let tiles = isa.tiles();
-    direct::covers(g)
-        && g.kernel == [3, 3]
-        && match pass {
-            Pass::Forward => g.channels_out % (tiles.nb * isa.lanes()) == 0,
-            Pass::InputGrad => g.channels_in % (tiles.nb * isa.lanes()) == 0,
-            Pass::WeightGrad => g.channels_out % (tiles.gb * isa.lanes()) == 0,
-        }
+    let blocked = match pass {
+        Pass::Forward | Pass::WeightGrad => g.channels_out,
+        Pass::InputGrad => g.channels_in,
+    };
+    direct::covers(g) && g.kernel == [3, 3] && blocked % isa.lanes() == 0
 }
 
-/// Positions per forward tile on `isa`: shorter rows take one position at a time.
-pub(crate) fn row_tile(isa: Isa) -> usize {
-    isa.tiles().p
+/// Whether `pass` of a covered `g` runs on whole register tiles only: forward passes and
+/// input gradients whose output channels pair up into `NB` vectors and whose rows hold a
+/// position tile (lone vectors and short rows take narrower tiles); weight gradients always.
+pub(crate) fn whole_tiles(g: &Geometry, pass: Pass, isa: Isa) -> bool {
+    let (nb, p) = match isa {
+        Isa::Avx512 => (AVX512_NB, AVX512_P),
+        Isa::Avx2 => (AVX2_NB, AVX2_P),
+    };
+    let row = g.width.min(g.out_width);
+    match pass {
+        Pass::Forward => g.channels_out % (nb * isa.lanes()) == 0 && row >= p,
+        Pass::InputGrad => g.channels_in % (nb * isa.lanes()) == 0 && row >= p,
+        Pass::WeightGrad => true,
+    }
 }
 
 /// The sizes the kernels index by: the padded planes' (`direct`'s plan) and the blocks'.
@@ -308,7 +298,9 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{AVX2_GB, AVX2_NB, AVX2_P, AVX512_GB, AVX512_NB, AVX512_P, Layout};
+    use super::{
+        AVX2_GB, AVX2_NB, AVX2_P, AVX2_P1, AVX512_GB, AVX512_NB, AVX512_P, AVX512_P1, Layout,
+    };
     use crate::conv::vector::{Avx2, Avx512};
 
     /// # Safety
@@ -321,7 +313,9 @@ mod x86 {
         blocked: &mut [f32],
     ) {
         unsafe {
-            super::forward_image::<Avx512, AVX512_NB, AVX512_P>(padded, weights, layout, blocked)
+            super::forward_image::<Avx512, AVX512_NB, AVX512_P, AVX512_P1>(
+                padded, weights, layout, blocked,
+            )
         }
     }
 
@@ -334,7 +328,9 @@ mod x86 {
         layout: &Layout,
         blocked: &mut [f32],
     ) {
-        unsafe { super::forward_image::<Avx2, AVX2_NB, AVX2_P>(padded, weights, layout, blocked) }
+        unsafe {
+            super::forward_image::<Avx2, AVX2_NB, AVX2_P, AVX2_P1>(padded, weights, layout, blocked)
+        }
     }
 
     /// # Safety
@@ -367,27 +363,46 @@ mod x86 {
 /// One image's blocked output `[C_out/L, OH·OW, L]` from its padded planes.
 ///
 /// # Safety
-/// As checked by [`Layout::check`], with `L = V::LANES` and `NB` dividing the blocks; inlined
-/// only into functions compiled for `V`'s instruction set.
+/// As checked by [`Layout::check`], with `L = V::LANES`; inlined only into functions compiled
+/// for `V`'s instruction set.
 #[inline(always)]
-unsafe fn forward_image<V: Vector, const NB: usize, const P: usize>(
+unsafe fn forward_image<V: Vector, const NB: usize, const P: usize, const P1: usize>(
     padded: &[f32],
     weights: &[f32],
     layout: &Layout,
     blocked: &mut [f32],
 ) {
+    let whole = layout.blocks / NB * NB;
+    for block in (0..whole).step_by(NB) {
+        unsafe { forward_blocks::<V, NB, P>(padded, weights, layout, blocked, block) };
+    }
+    for block in whole..layout.blocks {
+        unsafe { forward_blocks::<V, 1, P1>(padded, weights, layout, blocked, block) };
+    }
+}
+
+/// Output blocks `block..block + NB` at every position, `P` at a time.
+///
+/// # Safety
+/// As [`forward_image`], with `block + NB ≤ C_out/L`.
+#[inline(always)]
+unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Layout,
+    blocked: &mut [f32],
+    block: usize,
+) {
     let plan = &layout.plan;
-    for block in (0..layout.blocks).step_by(NB) {
-        for h in 0..plan.oh {
-            let mut w = 0;
-            while w + P <= plan.ow {
-                unsafe { forward_tile::<V, NB, P>(padded, weights, layout, blocked, block, h, w) };
-                w += P;
-            }
-            // The rest of a row not a multiple of `P` wide, one position at a time.
-            for w in w..plan.ow {
-                unsafe { forward_tile::<V, NB, 1>(padded, weights, layout, blocked, block, h, w) };
-            }
+    for h in 0..plan.oh {
+        let mut w = 0;
+        while w + P <= plan.ow {
+            unsafe { forward_tile::<V, NB, P>(padded, weights, layout, blocked, block, h, w) };
+            w += P;
+        }
+        // The rest of a row not a multiple of `P` wide, one position at a time.
+        for w in w..plan.ow {
+            unsafe { forward_tile::<V, NB, 1>(padded, weights, layout, blocked, block, h, w) };
         }
     }
 }
@@ -395,7 +410,7 @@ unsafe fn forward_image<V: Vector, const NB: usize, const P: usize>(
 /// Output blocks `block..block + NB` at positions `w..w + P` of row `h`.
 ///
 /// # Safety
-/// As [`forward_image`], with `w + P ≤ OW` and `h < OH`.
+/// As [`forward_blocks`], with `w + P ≤ OW` and `h < OH`.
 #[inline(always)]
 unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
     padded: &[f32],
@@ -448,8 +463,8 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
 /// planes and blocked output gradient `[C_out/L, OH·OW, L]`.
 ///
 /// # Safety
-/// As checked by [`Layout::check`], with `L = V::LANES` and `GB` dividing the blocks; inlined
-/// only into functions compiled for `V`'s instruction set.
+/// As checked by [`Layout::check`], with `L = V::LANES`; inlined only into functions compiled
+/// for `V`'s instruction set.
 #[inline(always)]
 unsafe fn weight_grad_image<V: Vector, const GB: usize>(
     padded: &[f32],
@@ -457,42 +472,64 @@ unsafe fn weight_grad_image<V: Vector, const GB: usize>(
     layout: &Layout,
     weight_grad: &mut [f32],
 ) {
+    let whole = layout.blocks / GB * GB;
+    for block in (0..whole).step_by(GB) {
+        for c in 0..layout.plan.channels_in {
+            unsafe { weight_grad_tile::<V, GB>(padded, blocked, layout, weight_grad, block, c) };
+        }
+    }
+    for block in whole..layout.blocks {
+        for c in 0..layout.plan.channels_in {
+            unsafe { weight_grad_tile::<V, 1>(padded, blocked, layout, weight_grad, block, c) };
+        }
+    }
+}
+
+/// Adds to output blocks `block..block + GB` and input channel `c` of `weight_grad` their
+/// nine taps' sums over every position of the image.
+///
+/// # Safety
+/// As [`weight_grad_image`], with `block + GB ≤ C_out/L` and `c < C_in`.
+#[inline(always)]
+unsafe fn weight_grad_tile<V: Vector, const GB: usize>(
+    padded: &[f32],
+    blocked: &[f32],
+    layout: &Layout,
+    weight_grad: &mut [f32],
+    block: usize,
+    c: usize,
+) {
     let plan = &layout.plan;
     let per_block = plan.channels_in * TAPS * V::LANES;
     let (x, dy, dw) = (padded.as_ptr(), blocked.as_ptr(), weight_grad.as_mut_ptr());
-    for block in (0..layout.blocks).step_by(GB) {
-        for c in 0..plan.channels_in {
-            let mut acc = [[unsafe { V::zero() }; TAPS]; GB];
-            // SAFETY: inputs as in `forward_tile`; gradient reads stay in block `block + GB − 1`
-            // of `C_out/L · OH·OW · L` floats, and the tile's writes in its blocks' channel `c`.
-            unsafe {
-                let x = x.add(c * plan.plane);
-                for h in 0..plan.oh {
-                    for w in 0..plan.ow {
-                        let q = h * plan.ow + w;
-                        let mut grads = [V::zero(); GB];
-                        for (n, grad) in grads.iter_mut().enumerate() {
-                            *grad =
-                                V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
-                        }
-                        let at = x.add(h * plan.wp + w);
-                        for kh in 0..3 {
-                            for kw in 0..3 {
-                                let input = V::splat(at.add(kh * plan.wp + kw));
-                                for (acc, grad) in acc.iter_mut().zip(grads) {
-                                    acc[kh * 3 + kw] = V::fma(grad, input, acc[kh * 3 + kw]);
-                                }
-                            }
+    let mut acc = [[unsafe { V::zero() }; TAPS]; GB];
+    // SAFETY: inputs as in `forward_tile`; gradient reads stay in block `block + GB − 1` of
+    // `C_out/L · OH·OW · L` floats, and the tile's writes in its blocks' channel `c`.
+    unsafe {
+        let x = x.add(c * plan.plane);
+        for h in 0..plan.oh {
+            for w in 0..plan.ow {
+                let q = h * plan.ow + w;
+                let mut grads = [V::zero(); GB];
+                for (n, grad) in grads.iter_mut().enumerate() {
+                    *grad = V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
+                }
+                let at = x.add(h * plan.wp + w);
+                for kh in 0..3 {
+                    for kw in 0..3 {
+                        let input = V::splat(at.add(kh * plan.wp + kw));
+                        for (acc, grad) in acc.iter_mut().zip(grads) {
+                            acc[kh * 3 + kw] = V::fma(grad, input, acc[kh * 3 + kw]);
                         }
                     }
                 }
-                for (n, acc) in acc.iter().enumerate() {
-                    let target = dw.add((block + n) * per_block + c * TAPS * V::LANES);
-                    for (t, acc) in acc.iter().enumerate() {
-                        let at = target.add(t * V::LANES);
-                        V::add(V::load(at), *acc).store(at);
-                    }
-                }
+            }
+        }
+        for (n, acc) in acc.iter().enumerate() {
+            let target = dw.add((block + n) * per_block + c * TAPS * V::LANES);
+            for (t, acc) in acc.iter().enumerate() {
+                let at = target.add(t * V::LANES);
+                V::add(V::load(at), *acc).store(at);
             }
         }
     }
