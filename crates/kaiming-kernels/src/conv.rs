@@ -17,7 +17,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
-use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::backend::ops::{ActivationOps, ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
@@ -27,10 +27,12 @@ use burn_flex::FlexTensor;
 
 use crate::flex::{contiguous, f32s, tensor, untracked};
 use crate::routing::{ConvAlgorithm, Isa, conv_choice, cpu_suits_engine, kernels_enabled, on_flex};
+use epilogue::Epilogue;
 use geometry::Geometry;
 
 mod blocked;
 mod direct;
+mod epilogue;
 mod forward;
 mod geometry;
 mod im2col;
@@ -207,15 +209,7 @@ impl ConvEngineBackend for Flex {
         if !engine_covers(&[&x, &weight], &options) {
             return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
         }
-        let g = Geometry::new(&x.shape(), &weight.shape(), &options);
-        let (x, weight) = (contiguous(x), contiguous(weight));
-        let (x, weight) = (f32s(&x), f32s(&weight));
-        let output = match kernels_for(&g, Pass::Forward) {
-            Kernels::Direct(isa) => direct::forward(x, weight, &g, isa),
-            Kernels::Blocked(isa) => blocked::forward(x, weight, &g, isa),
-            Kernels::Gemm => forward::forward(x, weight, &g),
-        };
-        tensor(output, g.output_shape())
+        engine_forward(x, weight, &options, Epilogue::NONE)
     }
 
     fn engine_conv2d_input_grad(
@@ -261,6 +255,63 @@ impl ConvEngineBackend for Flex {
             Kernels::Gemm => weight_grad::weight_grad(x, output_grad, &g),
         };
         tensor(weight_grad, weight.shape())
+    }
+}
+
+/// The engine's forward pass on covered flex tensors, each output written through `epilogue`.
+fn engine_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    options: &ConvOptions<2>,
+    epilogue: Epilogue,
+) -> FlexTensor {
+    let g = Geometry::new(&x.shape(), &weight.shape(), options);
+    let (x, weight) = (contiguous(x), contiguous(weight));
+    let (x, weight) = (f32s(&x), f32s(&weight));
+    let output = match kernels_for(&g, Pass::Forward) {
+        Kernels::Direct(isa) => direct::forward(x, weight, &g, isa, epilogue),
+        Kernels::Blocked(isa) => blocked::forward(x, weight, &g, isa, epilogue),
+        Kernels::Gemm => forward::forward(x, weight, &g, epilogue),
+    };
+    tensor(output, g.output_shape())
+}
+
+/// The engine's convolution with a per-channel bias and an optional ReLU applied as it writes
+/// each output: evaluation's convolution with its batch norm folded in
+/// ([`crate::conv2d_batch_norm`]). Only flex implements it, without autodiff.
+#[backend_extension(Flex)]
+pub trait InferenceConvBackend: Backend {
+    /// `conv2d(x, weight) + bias` (`bias` `[C_out]`), then a ReLU if `relu`.
+    fn engine_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+}
+
+impl InferenceConvBackend for Flex {
+    fn engine_conv2d_bias(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !engine_covers(&[&x, &weight, &bias], &options) {
+            let output = <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), options);
+            return match relu {
+                true => Flex::relu(output),
+                false => output,
+            };
+        }
+        let bias = contiguous(bias);
+        let epilogue = Epilogue {
+            bias: Some(f32s(&bias)),
+            relu,
+        };
+        engine_forward(x, weight, &options, epilogue)
     }
 }
 

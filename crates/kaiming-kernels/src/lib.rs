@@ -35,13 +35,14 @@ mod unfilled;
 
 use burn::backend::Dispatch;
 use burn::nn::BatchNorm;
+use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor};
 
 use routing::{kernels_enabled, on_flex, on_flex_autodiff};
 
 pub use batch_norm::{FusedBatchNormBackend, InferenceBatchNormBackend};
-pub use conv::{ConvEngineBackend, conv2d, engine_options};
+pub use conv::{ConvEngineBackend, InferenceConvBackend, conv2d, engine_options};
 pub use residual::{FusedAddReluBackend, add_relu};
 pub use routing::{
     CONV_ALGORITHM_VARIABLE, CONV_ISA_VARIABLE, ConvAlgorithm, ConvChoice, Isa, IsaChoice,
@@ -71,6 +72,45 @@ pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
         (false, true) => inference(bn, x, true),
         (false, false) => relu(bn.forward(x)),
     }
+}
+
+/// `bn.forward(conv.forward(x))`, then a ReLU if `relu`. In evaluation on flex (no autodiff,
+/// f32, where [`conv2d`] takes the engine and [`batch_norm`] its one-pass kernel) the norm is
+/// folded into the convolution: weights scaled by `γ/√(σ² + ε)` per output channel, and the
+/// bias `β − μ·γ/√(σ² + ε)` (plus the convolution's own, scaled) and the ReLU applied as the
+/// convolution writes each output, so the activation is written once instead of read and
+/// written again by the norm. Elsewhere it is [`conv2d`] then [`batch_norm`] or
+/// [`batch_norm_relu`]. Within 1e-5 of the unfolded result (the tests).
+pub fn conv2d_batch_norm(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    let options = match inference_applies(bn, &x) {
+        true => engine_options(conv, &x),
+        false => None,
+    };
+    let Some(options) = options else {
+        let output = conv2d(conv, x);
+        return match relu {
+            true => batch_norm_relu(bn, output),
+            false => batch_norm(bn, output),
+        };
+    };
+    let device = x.device();
+    let channels = conv.weight.dims()[0];
+    let variance = bn.running_var.value().to_device(&device);
+    let mean = bn.running_mean.value().to_device(&device);
+    let scale = bn.gamma.val() / variance.add_scalar(bn.epsilon).sqrt();
+    let weight = conv.weight.val() * scale.clone().reshape([channels, 1, 1, 1]);
+    let shift = match &conv.bias {
+        Some(bias) => bias.val() - mean,
+        None => -mean,
+    };
+    let bias = bn.beta.val() + shift * scale;
+    Tensor::from_dispatch(Dispatch::engine_conv2d_bias(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        relu,
+        options,
+    ))
 }
 
 /// Burn's evaluation-mode batch norm (running statistics), then a ReLU if `relu`, in one pass.

@@ -72,14 +72,6 @@ pub(crate) unsafe fn assume_init(values: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     values
 }
 
-/// Copies `source` into `target` (of the same length).
-pub(crate) fn write(target: &mut [MaybeUninit<f32>], source: &[f32]) {
-    assert_eq!(target.len(), source.len());
-    for (target, source) in target.iter_mut().zip(source) {
-        target.write(*source);
-    }
-}
-
 /// Sets `target` to zeros and returns it as the floats it now holds.
 pub(crate) fn zeroed(target: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     target.iter_mut().for_each(|value| {

@@ -8,14 +8,15 @@ mod common;
 
 use burn::backend::Dispatch;
 use burn::backend::ops::ConvOptions;
-use burn::module::{Module, Param};
-use burn::nn::PaddingConfig2d;
+use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::{assert_close, uniform};
 use kaiming_kernels::{
-    ConvAlgorithm, ConvChoice, ConvEngineBackend, Isa, IsaChoice, conv2d, engine_options,
-    with_burn_path, with_conv_choice,
+    ConvAlgorithm, ConvChoice, ConvEngineBackend, Isa, IsaChoice, batch_norm, batch_norm_relu,
+    conv2d, conv2d_batch_norm, engine_options, with_burn_path, with_conv_choice,
 };
 
 /// A copy of `conv` with its own parameter tensors (so two graphs can run backward).
@@ -423,4 +424,77 @@ fn matches_burn_on_random_shapes() {
             },
         )
         .unwrap();
+}
+
+/// A batch norm over `channels` in evaluation with running statistics, γ and β far from the
+/// defaults, so folding them into a convolution moves every weight and bias.
+fn trained_norm(channels: usize, device: &Device) -> BatchNorm {
+    let mut bn = BatchNormConfig::new(channels).init(device);
+    let per_channel = |f: &dyn Fn(f32) -> f32| {
+        let values: Vec<f32> = (0..channels).map(|c| f(c as f32)).collect();
+        Tensor::<1>::from_data(TensorData::new(values, [channels]), device)
+    };
+    bn.gamma = Param::from_tensor(per_channel(&|c| 0.5 + 0.07 * c));
+    bn.beta = Param::from_tensor(per_channel(&|c| 0.3 - 0.05 * c));
+    bn.running_mean = RunningState::new(per_channel(&|c| 0.2 * (c * 0.7).sin()));
+    bn.running_var = RunningState::new(per_channel(&|c| 0.3 + 0.04 * c));
+    bn
+}
+
+/// In evaluation the batch norm folded into the convolution (bias and ReLU applied as it writes)
+/// is within 1e-5 of the convolution followed by the norm — burn's own, and the one-pass kernel —
+/// on every path, with and without the ReLU and a convolution bias, on the CIFAR ResNets'
+/// layers, a strided projection, and 64 channels at 32×32 (one image per GEMM chunk).
+#[test]
+fn folded_batch_norm_matches_the_unfolded_one() {
+    let device = Device::flex();
+    let layers = [
+        (config([3, 16], 3, 1, 1), [3, 3, 32, 32]),
+        (config([16, 16], 3, 1, 1), [3, 16, 32, 32]),
+        (config([16, 32], 3, 2, 1), [3, 16, 17, 17]),
+        (config([32, 32], 3, 1, 1).with_bias(true), [3, 32, 16, 16]),
+        (config([64, 64], 3, 1, 1), [3, 64, 8, 8]),
+        (config([32, 64], 1, 2, 0), [3, 32, 16, 16]),
+        (config([64, 8], 3, 1, 1).with_bias(true), [2, 64, 32, 32]),
+    ];
+    for choice in choices() {
+        for (config, shape) in &layers {
+            let conv = config.init(&device);
+            let bn = trained_norm(config.channels[1], &device);
+            let x = Tensor::<4>::from_data(uniform(*shape, 4), &device);
+            for apply_relu in [false, true] {
+                let what = format!("{config:?} on {shape:?} with {choice:?}, relu {apply_relu}");
+                let folded = with_conv_choice(choice, || {
+                    conv2d_batch_norm(&conv, &bn, x.clone(), apply_relu)
+                });
+                let unfolded = with_conv_choice(choice, || {
+                    let output = conv2d(&conv, x.clone());
+                    match apply_relu {
+                        true => batch_norm_relu(&bn, output),
+                        false => batch_norm(&bn, output),
+                    }
+                });
+                let burns = with_burn_path(|| {
+                    let output = bn.forward(conv.forward(x.clone()));
+                    match apply_relu {
+                        true => relu(output),
+                        false => output,
+                    }
+                });
+                let folded = folded.to_data();
+                assert_close(
+                    &format!("{what}: folded"),
+                    folded.clone(),
+                    burns.to_data(),
+                    1e-5,
+                );
+                assert_close(
+                    &format!("{what}: kernels"),
+                    folded,
+                    unfolded.to_data(),
+                    1e-5,
+                );
+            }
+        }
+    }
 }

@@ -16,8 +16,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::branch::{Branch, add_bias, apply_scale, scalar};
-use crate::norm::{Norm, apply_norm, conv, norm_layer, norm_relu};
-use crate::observe;
+use crate::norm::{Norm, conv, conv_norm, norm_layer};
 use crate::shortcut::{Shortcut, ShortcutKind};
 
 /// Which block a network is made of.
@@ -225,13 +224,16 @@ impl BasicBlock {
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = observe::conv2d(&self.conv1, add_bias(&self.bias1a, x.clone()));
-        let out = norm_relu(&self.bn1, add_bias(&self.bias1b, out));
-        let out = observe::conv2d(&self.conv2, add_bias(&self.bias2a, out));
-        let out = add_bias(
-            &self.bias2b,
-            apply_scale(&self.scale, apply_norm(&self.bn2, out)),
+        let input = add_bias(&self.bias1a, x.clone());
+        let out = conv_norm(&self.conv1, &self.bias1b, &self.bn1, input, true);
+        let out = conv_norm(
+            &self.conv2,
+            &None,
+            &self.bn2,
+            add_bias(&self.bias2a, out),
+            false,
         );
+        let out = add_bias(&self.bias2b, apply_scale(&self.scale, out));
         close(out, &self.shortcut, x, &self.bias1a)
     }
 }
@@ -299,15 +301,18 @@ impl Bottleneck {
 
     /// Runs the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = observe::conv2d(&self.conv1, add_bias(&self.bias1a, x.clone()));
-        let out = norm_relu(&self.bn1, add_bias(&self.bias1b, out));
-        let out = observe::conv2d(&self.conv2, add_bias(&self.bias2a, out));
-        let out = norm_relu(&self.bn2, add_bias(&self.bias2b, out));
-        let out = observe::conv2d(&self.conv3, add_bias(&self.bias3a, out));
-        let out = add_bias(
-            &self.bias3b,
-            apply_scale(&self.scale, apply_norm(&self.bn3, out)),
+        let input = add_bias(&self.bias1a, x.clone());
+        let out = conv_norm(&self.conv1, &self.bias1b, &self.bn1, input, true);
+        let out = add_bias(&self.bias2a, out);
+        let out = conv_norm(&self.conv2, &self.bias2b, &self.bn2, out, true);
+        let out = conv_norm(
+            &self.conv3,
+            &None,
+            &self.bn3,
+            add_bias(&self.bias3a, out),
+            false,
         );
+        let out = add_bias(&self.bias3b, apply_scale(&self.scale, out));
         close(out, &self.shortcut, x, &self.bias1a)
     }
 }

@@ -4,13 +4,16 @@
 use std::fmt;
 use std::str::FromStr;
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::branch::add_bias;
 use crate::error::ModelError;
+use crate::observe;
 
 /// Normalisation after each convolution.
 ///
@@ -93,7 +96,7 @@ pub(crate) fn norm_layer(channels: usize, norm: Norm, device: &Device) -> Option
 
 /// Applies an optional norm layer: burn's `BatchNorm`, through the fused flex kernels where
 /// they apply (`kaiming_kernels::batch_norm`).
-pub(crate) fn apply_norm(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+fn apply_norm(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
     match bn {
         Some(bn) => kaiming_kernels::batch_norm(bn, x),
         None => x,
@@ -102,9 +105,30 @@ pub(crate) fn apply_norm(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
 
 /// `relu(apply_norm(bn, x))`, with the ReLU fused into the norm where its kernel is
 /// (`kaiming_kernels::batch_norm_relu`).
-pub(crate) fn norm_relu(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+fn norm_relu(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
     match bn {
         Some(bn) => kaiming_kernels::batch_norm_relu(bn, x),
         None => relu(x),
+    }
+}
+
+/// `conv` on `x`, then `bias` (Fixup's scalar between a convolution and its ReLU), the norm and,
+/// if `relu`, a ReLU: every convolution of the zoo with what follows it. A batch norm right
+/// after the convolution is folded into it in evaluation (`kaiming_kernels::conv2d_batch_norm`)
+/// unless an observer (LSUV) must see the convolution's own output.
+pub(crate) fn conv_norm(
+    conv: &Conv2d,
+    bias: &Option<Param<Tensor<1>>>,
+    bn: &Option<BatchNorm>,
+    x: Tensor<4>,
+    relu: bool,
+) -> Tensor<4> {
+    if let (Some(bn), None, false) = (bn, bias, observe::observing()) {
+        return kaiming_kernels::conv2d_batch_norm(conv, bn, x, relu);
+    }
+    let out = add_bias(bias, observe::conv2d(conv, x));
+    match relu {
+        true => norm_relu(bn, out),
+        false => apply_norm(bn, out),
     }
 }

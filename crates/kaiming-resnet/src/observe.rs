@@ -44,6 +44,11 @@ fn notify<const D: usize>(weight: ParamId, output: &Tensor<D>) {
     });
 }
 
+/// Whether an observer is told of this thread's weight layers now.
+pub(crate) fn observing() -> bool {
+    OBSERVER.with(|cell| cell.borrow().is_some())
+}
+
 /// `conv` on `x` through the convolution engine.
 pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let output = kaiming_kernels::conv2d(conv, x);

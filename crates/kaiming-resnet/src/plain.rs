@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::ModelError;
-use crate::norm::{Norm, conv, norm_layer, norm_relu};
+use crate::norm::{Norm, conv, conv_norm, norm_layer};
 use crate::observe;
 use crate::resnet::global_avg_pool;
 use crate::{Hook, Trace};
@@ -140,7 +140,7 @@ pub struct PlainLayer {
 impl PlainLayer {
     /// Runs the layer.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        norm_relu(&self.bn, observe::conv2d(&self.conv, x))
+        conv_norm(&self.conv, &None, &self.bn, x, true)
     }
 }
 

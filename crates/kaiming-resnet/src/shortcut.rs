@@ -12,8 +12,7 @@ use burn::tensor::{Device, Tensor, s};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::norm::{Norm, apply_norm, conv, norm_layer};
-use crate::observe;
+use crate::norm::{Norm, conv, conv_norm, norm_layer};
 
 /// How a residual block crosses a change of shape (He et al. 2016, §3.3). Where the shape does not
 /// change, every option uses the identity.
@@ -179,6 +178,6 @@ impl Projection {
 
     /// Projects `x` to the branch's shape.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        apply_norm(&self.bn, observe::conv2d(&self.conv, x))
+        conv_norm(&self.conv, &None, &self.bn, x, false)
     }
 }

@@ -11,8 +11,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::norm::{Norm, conv, norm_layer, norm_relu};
-use crate::observe;
+use crate::norm::{Norm, conv, conv_norm, norm_layer};
 
 /// Which stem a ResNet starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,7 +93,7 @@ pub struct Stem {
 impl Stem {
     /// Runs the stem.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = norm_relu(&self.bn, observe::conv2d(&self.conv, x));
+        let x = conv_norm(&self.conv, &None, &self.bn, x, true);
         match &self.pool {
             Some(pool) => pool.forward(x),
             None => x,

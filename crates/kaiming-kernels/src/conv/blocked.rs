@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::Pass;
 use super::direct::{self, Plan, pad};
+use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::vector::Vector;
 use super::weight_grad::sum_in_order;
@@ -137,17 +138,18 @@ fn block_weights(weight: &[f32], g: &Geometry, lanes: usize) -> Vec<f32> {
     blocked
 }
 
-/// `[C/L, Q, L]` → `[C, Q]` rows of `output`, each written once.
+/// `[C/L, Q, L]` → `[C, Q]` rows of `output`, each written once, through `epilogue`.
 fn unblock(
     blocked: &[f32],
     positions: usize,
     lanes: usize,
+    epilogue: Epilogue,
     output: &mut [std::mem::MaybeUninit<f32>],
 ) {
     for (c, row) in output.chunks_exact_mut(positions).enumerate() {
         let source = &blocked[(c / lanes) * positions * lanes + c % lanes..];
         for (q, target) in row.iter_mut().enumerate() {
-            target.write(source[q * lanes]);
+            target.write(epilogue.apply(c, source[q * lanes]));
         }
     }
 }
@@ -162,15 +164,22 @@ fn block(rows: &[f32], positions: usize, lanes: usize, blocked: &mut [f32]) {
     }
 }
 
-/// `conv(x, weight)` for every image, as `direct::forward`, on the blocked kernels. `g` must
-/// be [`covers`]ed for the forward pass.
-pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+/// `conv(x, weight)` for every image, as `direct::forward`, on the blocked kernels, each
+/// output written through `epilogue`. `g` must be [`covers`]ed for the forward pass.
+pub(crate) fn forward(
+    x: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    isa: Isa,
+    epilogue: Epilogue,
+) -> Vec<f32> {
     g.check_input(x);
     g.check_weight(weight);
     assert!(
         covers(g, Pass::Forward, isa),
         "blocked forward of {g:?} on {isa:?}"
     );
+    epilogue.check(g);
     let per_image = g.channels_out * g.out_positions();
     let image_len = g.channels_in * g.in_positions();
     if g.is_empty() {
@@ -200,7 +209,7 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<
                         Isa::Avx2 => x86::forward_avx2(padded, &weights, &layout, blocked),
                     }
                 }
-                unblock(blocked, layout.positions, isa.lanes(), output);
+                unblock(blocked, layout.positions, isa.lanes(), epilogue, output);
             })
         });
     // SAFETY: `unblock` wrote every channel's row of every image.
@@ -218,6 +227,7 @@ pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa:
         &direct::flipped(weight, g),
         &direct::transposed(g),
         isa,
+        Epilogue::NONE,
     )
 }
 

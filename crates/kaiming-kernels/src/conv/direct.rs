@@ -25,6 +25,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::vector::Vector;
 use super::weight_grad::sum_in_order;
@@ -101,10 +102,18 @@ impl Plan {
 }
 
 /// `conv(x, weight)` for every image, `x` `[N, C_in, H, W]` and `weight` `[C_out, C_in, k, k]`
-/// contiguous; the output `[N, C_out, OH, OW]`, flattened. `g` must be [`covers`]ed.
-pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+/// contiguous; the output `[N, C_out, OH, OW]`, flattened, each written through `epilogue`.
+/// `g` must be [`covers`]ed.
+pub(crate) fn forward(
+    x: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    isa: Isa,
+    epilogue: Epilogue,
+) -> Vec<f32> {
     g.check_input(x);
     g.check_weight(weight);
+    epilogue.check(g);
     let per_image = g.channels_out * g.out_positions();
     let image_len = g.channels_in * g.in_positions();
     if g.is_empty() {
@@ -128,7 +137,7 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<
                 for (o, output) in output.chunks_exact_mut(g.out_positions()).enumerate() {
                     let wide = &wide[o * plan.q_stride..];
                     for (h, row) in output.chunks_exact_mut(plan.ow).enumerate() {
-                        unfilled::write(row, &wide[h * plan.wp..][..plan.ow]);
+                        epilogue.write(o, row, &wide[h * plan.wp..][..plan.ow]);
                     }
                 }
             })
@@ -142,7 +151,13 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Vec<
 pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
     g.check_weight(weight);
     g.check_output(output_grad);
-    forward(output_grad, &flipped(weight, g), &transposed(g), isa)
+    forward(
+        output_grad,
+        &flipped(weight, g),
+        &transposed(g),
+        isa,
+        Epilogue::NONE,
+    )
 }
 
 /// The kernel of the convolution that computes `g`'s input gradient: `weight` (`[C_out, C_in,
@@ -607,7 +622,7 @@ mod tests {
     use burn::backend::ops::ConvOptions;
     use burn::tensor::Shape;
 
-    use super::{Isa, forward, input_grad, weight_grad};
+    use super::{Epilogue, Isa, forward, input_grad, weight_grad};
     use crate::conv::geometry::Geometry;
     use crate::conv::{Pass, blocked};
 
@@ -713,7 +728,13 @@ mod tests {
                 let check = |kernels: &str, pass: &str, ours: Vec<f32>, exact: &[f64]| {
                     assert_close(&format!("{kernels} {what}: {pass}"), &ours, exact);
                 };
-                check("direct", "output", forward(&x, &weight, &g, isa), &output);
+                let plain = Epilogue::NONE;
+                check(
+                    "direct",
+                    "output",
+                    forward(&x, &weight, &g, isa, plain),
+                    &output,
+                );
                 check(
                     "direct",
                     "input gradient",
@@ -729,7 +750,7 @@ mod tests {
                 let covers = |pass| blocked::covers(&g, pass, isa);
                 if covers(Pass::Forward) {
                     blocked_passes += 1;
-                    let ours = blocked::forward(&x, &weight, &g, isa);
+                    let ours = blocked::forward(&x, &weight, &g, isa, plain);
                     check("blocked", "output", ours, &output);
                 }
                 if covers(Pass::InputGrad) {

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::im2col::input_columns;
 use super::matmul::{View, matmul, matmul_into};
@@ -10,10 +11,11 @@ use crate::scratch::{Scratch, prefix, with_scratch};
 use crate::unfilled;
 
 /// The output `[N, C_out, OH, OW]`, flattened, of `x` (`[N, C_in, H, W]`) and `weight`
-/// (`[C_out, C_in, KH, KW]`), both contiguous.
-pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+/// (`[C_out, C_in, KH, KW]`), both contiguous, each written through `epilogue`.
+pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: Epilogue) -> Vec<f32> {
     g.check_input(x);
     g.check_weight(weight);
+    epilogue.check(g);
     let positions = g.out_positions();
     let per_image = g.channels_out * positions;
     if g.is_empty() {
@@ -36,17 +38,21 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
                     columns, product, ..
                 } = scratch;
                 let rhs = input_columns(x, g, first, count, columns);
-                if count == 1 {
+                if count == 1 && epilogue.is_none() {
                     matmul_into(output, positions, w, rhs, gemm_threads);
                     return;
                 }
                 // The product is [C_out, images·positions]; the output wants each image's
-                // channels together.
+                // channels together, through the epilogue.
                 let product = prefix(product, g.channels_out * k);
                 matmul(product, k, w, rhs, false, gemm_threads);
                 for (image, output) in output.chunks_exact_mut(per_image).enumerate() {
                     for (o, output) in output.chunks_exact_mut(positions).enumerate() {
-                        unfilled::write(output, &product[o * k + image * positions..][..positions]);
+                        epilogue.write(
+                            o,
+                            output,
+                            &product[o * k + image * positions..][..positions],
+                        );
                     }
                 }
             })

@@ -1,0 +1,53 @@
+//! What a forward convolution applies to each output as it writes it: in evaluation, a batch
+//! norm folded into the weights leaves a per-channel bias, and the ReLU after it; both cost
+//! nothing while the value is in a register, and a pass over the activation each afterwards.
+
+use std::mem::MaybeUninit;
+
+use super::geometry::Geometry;
+
+/// A per-channel bias, then optionally a ReLU.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    /// One value per output channel.
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// The plain convolution: outputs written as computed.
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        relu: false,
+    };
+
+    /// Panics unless the bias has one value per output channel of `g`.
+    pub fn check(&self, g: &Geometry) {
+        if let Some(bias) = self.bias {
+            assert_eq!(bias.len(), g.channels_out, "conv2d bias against {g:?}");
+        }
+    }
+
+    /// Whether outputs are written as computed.
+    pub fn is_none(&self) -> bool {
+        self.bias.is_none() && !self.relu
+    }
+
+    /// Output `value` of `channel` as written.
+    #[inline(always)]
+    pub fn apply(&self, channel: usize, value: f32) -> f32 {
+        let value = match self.bias {
+            Some(bias) => value + bias[channel],
+            None => value,
+        };
+        if self.relu { value.max(0.0) } else { value }
+    }
+
+    /// Writes `source`, outputs of `channel`, into `target`.
+    pub fn write(&self, channel: usize, target: &mut [MaybeUninit<f32>], source: &[f32]) {
+        assert_eq!(target.len(), source.len());
+        for (target, source) in target.iter_mut().zip(source) {
+            target.write(self.apply(channel, *source));
+        }
+    }
+}
