@@ -1,5 +1,5 @@
-//! The convolution engine's three algorithms side by side, per pass, on every 3×3 stride-1 shape
-//! of the model zoo: milliseconds for the forward pass, the input gradient and the weight
+//! The convolution engine's three algorithms side by side, per pass, on every 3×3 shape of the
+//! model zoo (stride 1, and the CIFAR ResNets' stride-2 stage entries): milliseconds for the forward pass, the input gradient and the weight
 //! gradient on flex, im2col GEMMs against the direct and the channel-blocked kernels,
 //! alternating, medians (◀ marks the fastest; `-` where the blocked kernels do not apply and
 //! GEMMs would run). What `conv::blocked_pays` and `conv::direct_pays` are set from.
@@ -18,19 +18,21 @@ use kaiming_kernels::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// `(model, batch, channels, size)`: a 3×3 stride-1 convolution `channels → channels` on
-/// `size × size` images, as in that model's stages (ResNet-50's are its bottlenecks' 3×3s).
-const SHAPES: [(&str, usize, usize, usize); 10] = [
-    ("resnet20", 128, 16, 32),
-    ("resnet20", 128, 32, 16),
-    ("resnet20", 128, 64, 8),
-    ("resnet18", 128, 64, 32),
-    ("resnet18", 128, 128, 16),
-    ("resnet18", 128, 256, 8),
-    ("resnet18", 128, 512, 4),
-    ("resnet50", 32, 64, 32),
-    ("resnet50", 32, 128, 16),
-    ("resnet50", 32, 256, 8),
+/// `(model, batch, channels in, channels out, size, stride)`: a 3×3 convolution on `size ×
+/// size` images, as in that model's stages (ResNet-50's are its bottlenecks' 3×3s).
+const SHAPES: [(&str, usize, usize, usize, usize, usize); 12] = [
+    ("resnet20", 128, 16, 16, 32, 1),
+    ("resnet20", 128, 16, 32, 32, 2),
+    ("resnet20", 128, 32, 32, 16, 1),
+    ("resnet20", 128, 32, 64, 16, 2),
+    ("resnet20", 128, 64, 64, 8, 1),
+    ("resnet18", 128, 64, 64, 32, 1),
+    ("resnet18", 128, 128, 128, 16, 1),
+    ("resnet18", 128, 256, 256, 8, 1),
+    ("resnet18", 128, 512, 512, 4, 1),
+    ("resnet50", 32, 64, 64, 32, 1),
+    ("resnet50", 32, 128, 128, 16, 1),
+    ("resnet50", 32, 256, 256, 8, 1),
 ];
 
 fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
@@ -47,8 +49,14 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// Milliseconds of the forward pass, the input gradient and the weight gradient.
-fn passes(x: &FlexTensor, w: &FlexTensor, dy: &FlexTensor, choice: ConvChoice) -> [f64; 3] {
-    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+fn passes(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    stride: usize,
+    choice: ConvChoice,
+) -> [f64; 3] {
+    let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
     let time = |f: &dyn Fn() -> FlexTensor| {
         let start = Instant::now();
         drop(f());
@@ -95,41 +103,53 @@ fn main() {
         "threads {threads}, instruction set {isa}, {repeats} alternating repeats, medians, ms \
          (gemm / direct / blocked)"
     );
-    println!("| model | batch | channels | size | forward | input gradient | weight gradient |");
-    println!("|---|---|---|---|---|---|---|");
-    for (model, batch, channels, size) in SHAPES {
-        let x = random([batch, channels, size, size], 1);
-        let w = random([channels, channels, 3, 3], 2);
-        let dy = random([batch, channels, size, size], 3);
+    println!(
+        "| model | batch | channels | size | stride | forward | input gradient | weight gradient |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (model, batch, c_in, c_out, size, stride) in SHAPES {
+        let x = random([batch, c_in, size, size], 1);
+        let w = random([c_out, c_in, 3, 3], 2);
+        let out = size / stride;
+        let dy = random([batch, c_out, out, out], 3);
         let choice = |algorithm| ConvChoice { algorithm, isa };
         let mut times: [Vec<[f64; 3]>; 3] = Default::default();
         for algorithm in ALGORITHMS {
-            passes(&x, &w, &dy, choice(algorithm));
+            passes(&x, &w, &dy, stride, choice(algorithm));
         }
         for _ in 0..repeats {
             for (algorithm, times) in ALGORITHMS.into_iter().zip(&mut times) {
-                times.push(passes(&x, &w, &dy, choice(algorithm)));
+                times.push(passes(&x, &w, &dy, stride, choice(algorithm)));
             }
         }
-        // The blocked kernels take whole vectors of channels (square layers here, so all three
-        // passes alike); elsewhere the `blocked` choice runs GEMMs.
+        // The blocked kernels take whole vectors of output channels (the input's for the input
+        // gradient, at stride 1 only); elsewhere the `blocked` choice runs GEMMs, and the direct
+        // kernels (stride 1 only) too.
         let lanes = match isa.resolve() {
             Some(Isa::Avx512) => 16,
             _ => 8,
         };
-        let blocked_applies = channels % lanes == 0;
         let cell = |pass: usize| {
+            let blocked_applies = match pass {
+                1 => stride == 1 && c_in % lanes == 0,
+                _ => c_out % lanes == 0,
+            };
             let medians: Vec<f64> = times
                 .iter()
                 .map(|times| median(times.iter().map(|p| p[pass]).collect()))
                 .collect();
-            let compared = if blocked_applies { 3 } else { 2 };
-            let fastest = (0..compared)
+            let applies = |i: usize| match i {
+                1 => stride == 1,
+                2 => blocked_applies,
+                _ => true,
+            };
+            let fastest = (0..3)
+                .filter(|&i| applies(i))
                 .min_by(|&a, &b| medians[a].total_cmp(&medians[b]))
-                .expect("three algorithms");
+                .expect("GEMMs apply everywhere");
             let text: Vec<String> = (0..3)
                 .map(|i| match i {
-                    2 if !blocked_applies => "-".to_string(),
+                    _ if !applies(i) => "-".to_string(),
                     _ if i == fastest => format!("{:.1} ◀", medians[i]),
                     _ => format!("{:.1}", medians[i]),
                 })
@@ -137,7 +157,7 @@ fn main() {
             text.join(" / ")
         };
         println!(
-            "| {model} | {batch} | {channels} | {size} | {} | {} | {} |",
+            "| {model} | {batch} | {c_in}→{c_out} | {size} | {stride} | {} | {} | {} |",
             cell(0),
             cell(1),
             cell(2)

@@ -85,6 +85,12 @@ pub(crate) fn zeroed(target: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 mod tests {
     use super::*;
 
+    fn write(target: &mut [MaybeUninit<f32>], source: &[f32]) {
+        for (target, source) in target.iter_mut().zip(source) {
+            target.write(*source);
+        }
+    }
+
     #[test]
     fn a_missed_write_is_caught_and_a_full_one_passes() {
         set_write_checks(true);

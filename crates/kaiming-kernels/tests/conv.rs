@@ -211,6 +211,10 @@ fn matches_burn_on_awkward_shapes() {
     check(config([32, 64], 3, 1, 1), [1, 32, 5, 11]);
     check(config([64, 32], 3, 1, 0), [2, 64, 9, 7]);
     check(config([48, 16], 3, 1, 1), [3, 48, 6, 6]);
+    // ... and at stride 2 (forward and weight gradient), on odd and even sizes, without padding.
+    check(config([16, 32], 3, 2, 1), [2, 16, 9, 11]);
+    check(config([8, 32], 3, 2, 0), [2, 8, 12, 12]);
+    check(config([32, 64], 3, 2, 1), [2, 32, 34, 34]);
     // Padding wider than the image (some taps read no column at all), and padding of at least
     // the kernel size (no direct kernels: their input gradient would need negative padding).
     check(config([2, 3], 7, 1, 3), [2, 2, 5, 2]);

@@ -58,15 +58,21 @@ const AVX2_P: usize = 4;
 const AVX2_P1: usize = 8;
 const AVX2_GB: usize = 1;
 
-/// Whether the blocked kernels compute `pass` of `g` on `isa`: a stride-1 3×3 convolution the
-/// direct kernels cover, whose output channels (the input's, for the input gradient) are whole
-/// vectors.
+/// Whether the blocked kernels compute `pass` of `g` on `isa`: a 3×3 convolution without
+/// dilation, padding below 3, stride 1 (or 2, for the forward pass and the weight gradient),
+/// whose output channels (the input's, for the input gradient) are whole vectors.
 pub(crate) fn covers(g: &Geometry, pass: Pass, isa: Isa) -> bool {
-    let blocked = match pass {
-        Pass::Forward | Pass::WeightGrad => g.channels_out,
-        Pass::InputGrad => g.channels_in,
+    let (blocked, strides): (usize, &[[usize; 2]]) = match pass {
+        Pass::Forward | Pass::WeightGrad => (g.channels_out, &[[1, 1], [2, 2]]),
+        Pass::InputGrad => (g.channels_in, &[[1, 1]]),
     };
-    direct::covers(g) && g.kernel == [3, 3] && blocked % isa.lanes() == 0
+    g.kernel == [3, 3]
+        && g.dilation == [1, 1]
+        && strides.contains(&g.stride)
+        && g.padding.iter().all(|&p| p < 3)
+        && g.in_positions() > 0
+        && g.out_positions() > 0
+        && blocked.is_multiple_of(isa.lanes())
 }
 
 /// Whether `pass` of a covered `g` runs on whole register tiles only: forward passes and
@@ -79,16 +85,19 @@ pub(crate) fn whole_tiles(g: &Geometry, pass: Pass, isa: Isa) -> bool {
     };
     let row = g.width.min(g.out_width);
     match pass {
-        Pass::Forward => g.channels_out % (nb * isa.lanes()) == 0 && row >= p,
-        Pass::InputGrad => g.channels_in % (nb * isa.lanes()) == 0 && row >= p,
+        Pass::Forward => g.channels_out.is_multiple_of(nb * isa.lanes()) && row >= p,
+        Pass::InputGrad => g.channels_in.is_multiple_of(nb * isa.lanes()) && row >= p,
         Pass::WeightGrad => true,
     }
 }
 
-/// The sizes the kernels index by: the padded planes' (`direct`'s plan) and the blocks'.
+/// The sizes the kernels index by: the padded planes' (`direct`'s plan), the stride and the
+/// blocks'.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     plan: Plan,
+    /// 1 or 2, both axes.
+    stride: usize,
     /// Output channel blocks.
     blocks: usize,
     /// Output positions per channel, `OH·OW`.
@@ -100,6 +109,7 @@ impl Layout {
         Self {
             // Tiles never read past a plane's last row, so no slack is needed.
             plan: Plan::new(g, 1),
+            stride: g.stride[0],
             blocks: g.channels_out / isa.lanes(),
             positions: g.out_positions(),
         }
@@ -112,11 +122,15 @@ impl Layout {
         assert!(isa.supported(), "{isa:?} kernels on a CPU without {isa:?}");
         assert_eq!(plan.kernel, 3, "the blocked kernels are 3×3");
         assert_eq!(self.blocks * isa.lanes(), plan.channels_out, "whole blocks");
-        assert_eq!(plan.wp, plan.ow + 2, "stride 1: Wp = OW + k − 1");
-        assert_eq!(
-            plan.plane,
-            plan.wp * (plan.oh + 2),
-            "stride 1: Hp = OH + k − 1"
+        assert!(matches!(self.stride, 1 | 2), "stride 1 or 2");
+        let reach = |outputs: usize| (outputs - 1) * self.stride + 3;
+        assert!(
+            reach(plan.ow) <= plan.wp,
+            "columns read inside the padded plane"
+        );
+        assert!(
+            reach(plan.oh) * plan.wp <= plan.plane,
+            "rows read inside the padded plane"
         );
         assert!(padded.len() >= plan.channels_in * plan.plane);
         assert_eq!(blocked.len(), plan.channels_out * self.positions);
@@ -382,21 +396,44 @@ unsafe fn forward_image<V: Vector, const NB: usize, const P: usize, const P1: us
     layout: &Layout,
     blocked: &mut [f32],
 ) {
+    match layout.stride {
+        1 => unsafe { forward_strided::<V, NB, P, P1, 1>(padded, weights, layout, blocked) },
+        _ => unsafe { forward_strided::<V, NB, P, P1, 2>(padded, weights, layout, blocked) },
+    }
+}
+
+/// [`forward_image`] for stride `S`, the layout's.
+///
+/// # Safety
+/// As [`forward_image`].
+#[inline(always)]
+unsafe fn forward_strided<
+    V: Vector,
+    const NB: usize,
+    const P: usize,
+    const P1: usize,
+    const S: usize,
+>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Layout,
+    blocked: &mut [f32],
+) {
     let whole = layout.blocks / NB * NB;
     for block in (0..whole).step_by(NB) {
-        unsafe { forward_blocks::<V, NB, P>(padded, weights, layout, blocked, block) };
+        unsafe { forward_blocks::<V, NB, P, S>(padded, weights, layout, blocked, block) };
     }
     for block in whole..layout.blocks {
-        unsafe { forward_blocks::<V, 1, P1>(padded, weights, layout, blocked, block) };
+        unsafe { forward_blocks::<V, 1, P1, S>(padded, weights, layout, blocked, block) };
     }
 }
 
 /// Output blocks `block..block + NB` at every position, `P` at a time.
 ///
 /// # Safety
-/// As [`forward_image`], with `block + NB ≤ C_out/L`.
+/// As [`forward_image`], with `block + NB ≤ C_out/L` and `S` the layout's stride.
 #[inline(always)]
-unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize>(
+unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize, const S: usize>(
     padded: &[f32],
     weights: &[f32],
     layout: &Layout,
@@ -407,12 +444,12 @@ unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize>(
     for h in 0..plan.oh {
         let mut w = 0;
         while w + P <= plan.ow {
-            unsafe { forward_tile::<V, NB, P>(padded, weights, layout, blocked, block, h, w) };
+            unsafe { forward_tile::<V, NB, P, S>(padded, weights, layout, blocked, block, h, w) };
             w += P;
         }
         // The rest of a row not a multiple of `P` wide, one position at a time.
         for w in w..plan.ow {
-            unsafe { forward_tile::<V, NB, 1>(padded, weights, layout, blocked, block, h, w) };
+            unsafe { forward_tile::<V, NB, 1, S>(padded, weights, layout, blocked, block, h, w) };
         }
     }
 }
@@ -422,7 +459,7 @@ unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize>(
 /// # Safety
 /// As [`forward_blocks`], with `w + P ≤ OW` and `h < OH`.
 #[inline(always)]
-unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
+unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize, const S: usize>(
     padded: &[f32],
     weights: &[f32],
     layout: &Layout,
@@ -434,10 +471,10 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
     let plan = &layout.plan;
     let per_block = plan.channels_in * TAPS * V::LANES;
     let mut acc = [[unsafe { V::zero() }; NB]; P];
-    // SAFETY: the highest input read is `(C_in − 1)·plane + (OH + 1)·Wp + OW + 1`, inside the
-    // last plane (`Hp = OH + 2`, `Wp = OW + 2`); the highest weight is the last block's last.
+    // SAFETY: the highest input read is `(C_in − 1)·plane + ((OH − 1)·S + 2)·Wp + (OW − 1)·S + 2`,
+    // inside the last plane (`Layout::check`); the highest weight is the last block's last.
     unsafe {
-        let x = padded.as_ptr().add(h * plan.wp + w);
+        let x = padded.as_ptr().add(h * S * plan.wp + w * S);
         let weights = weights.as_ptr().add(block * per_block);
         for c in 0..plan.channels_in {
             let x = x.add(c * plan.plane);
@@ -451,7 +488,7 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
                         *filter = V::load(tap.add(n * per_block));
                     }
                     for (p, acc) in acc.iter_mut().enumerate() {
-                        let input = V::splat(at.add(p));
+                        let input = V::splat(at.add(p * S));
                         for (acc, filter) in acc.iter_mut().zip(filters) {
                             *acc = V::fma(filter, input, *acc);
                         }
@@ -483,14 +520,31 @@ unsafe fn weight_grad_image<V: Vector, const GB: usize>(
     weight_grad: &mut [f32],
 ) {
     let whole = layout.blocks / GB * GB;
+    // Each call inlined here, compiled for `V`'s instruction set (a function pointer would not).
     for block in (0..whole).step_by(GB) {
         for c in 0..layout.plan.channels_in {
-            unsafe { weight_grad_tile::<V, GB>(padded, blocked, layout, weight_grad, block, c) };
+            let at = (block, c);
+            match layout.stride {
+                1 => unsafe {
+                    weight_grad_tile::<V, GB, 1>(padded, blocked, layout, weight_grad, at)
+                },
+                _ => unsafe {
+                    weight_grad_tile::<V, GB, 2>(padded, blocked, layout, weight_grad, at)
+                },
+            }
         }
     }
     for block in whole..layout.blocks {
         for c in 0..layout.plan.channels_in {
-            unsafe { weight_grad_tile::<V, 1>(padded, blocked, layout, weight_grad, block, c) };
+            let at = (block, c);
+            match layout.stride {
+                1 => unsafe {
+                    weight_grad_tile::<V, 1, 1>(padded, blocked, layout, weight_grad, at)
+                },
+                _ => unsafe {
+                    weight_grad_tile::<V, 1, 2>(padded, blocked, layout, weight_grad, at)
+                },
+            }
         }
     }
 }
@@ -499,15 +553,15 @@ unsafe fn weight_grad_image<V: Vector, const GB: usize>(
 /// nine taps' sums over every position of the image.
 ///
 /// # Safety
-/// As [`weight_grad_image`], with `block + GB ≤ C_out/L` and `c < C_in`.
+/// As [`weight_grad_image`], with `block + GB ≤ C_out/L`, `c < C_in` and `S` the layout's
+/// stride.
 #[inline(always)]
-unsafe fn weight_grad_tile<V: Vector, const GB: usize>(
+unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
     padded: &[f32],
     blocked: &[f32],
     layout: &Layout,
     weight_grad: &mut [f32],
-    block: usize,
-    c: usize,
+    (block, c): (usize, usize),
 ) {
     let plan = &layout.plan;
     let per_block = plan.channels_in * TAPS * V::LANES;
@@ -524,7 +578,7 @@ unsafe fn weight_grad_tile<V: Vector, const GB: usize>(
                 for (n, grad) in grads.iter_mut().enumerate() {
                     *grad = V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
                 }
-                let at = x.add(h * plan.wp + w);
+                let at = x.add(h * S * plan.wp + w * S);
                 for kh in 0..3 {
                     for kw in 0..3 {
                         let input = V::splat(at.add(kh * plan.wp + kw));
