@@ -19,6 +19,8 @@
 // The kernels exist only for x86_64; elsewhere `covers` is never asked (no `Isa` exists).
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::Pass;
@@ -59,16 +61,16 @@ const AVX2_P1: usize = 8;
 const AVX2_GB: usize = 1;
 
 /// Whether the blocked kernels compute `pass` of `g` on `isa`: a 3×3 convolution without
-/// dilation, padding below 3, stride 1 (or 2, for the forward pass and the weight gradient),
-/// whose output channels (the input's, for the input gradient) are whole vectors.
+/// dilation, padding below 3, stride 1 or 2, whose output channels (the input's, for the input
+/// gradient) are whole vectors.
 pub(crate) fn covers(g: &Geometry, pass: Pass, isa: Isa) -> bool {
-    let (blocked, strides): (usize, &[[usize; 2]]) = match pass {
-        Pass::Forward | Pass::WeightGrad => (g.channels_out, &[[1, 1], [2, 2]]),
-        Pass::InputGrad => (g.channels_in, &[[1, 1]]),
+    let blocked = match pass {
+        Pass::Forward | Pass::WeightGrad => g.channels_out,
+        Pass::InputGrad => g.channels_in,
     };
     g.kernel == [3, 3]
         && g.dilation == [1, 1]
-        && strides.contains(&g.stride)
+        && (g.stride == [1, 1] || g.stride == [2, 2])
         && g.padding.iter().all(|&p| p < 3)
         && g.in_positions() > 0
         && g.out_positions() > 0
@@ -141,7 +143,11 @@ impl Layout {
 /// `weight` (`[C_out, C_in, 3, 3]`) as `[C_out/L, C_in, 9, L]`: a tile's weights for one input
 /// channel and tap are one vector per block.
 fn block_weights(weight: &[f32], g: &Geometry, lanes: usize) -> Vec<f32> {
-    let per_output = g.channels_in * TAPS;
+    block_filters(weight, g.channels_in * TAPS, lanes)
+}
+
+/// Filters of `per_output` floats each, `[C, per_output]`, as `[C/L, per_output, L]`.
+fn block_filters(weight: &[f32], per_output: usize, lanes: usize) -> Vec<f32> {
     let mut blocked = vec![0f32; weight.len()];
     for (o, filter) in weight.chunks_exact(per_output).enumerate() {
         let (block, lane) = (o / lanes, o % lanes);
@@ -236,6 +242,9 @@ pub(crate) fn forward(
 pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
     g.check_weight(weight);
     g.check_output(output_grad);
+    if g.stride == [2, 2] {
+        return input_grad_strided(weight, output_grad, g, isa);
+    }
     forward(
         output_grad,
         &direct::flipped(weight, g),
@@ -243,6 +252,136 @@ pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa:
         isa,
         Epilogue::NONE,
     )
+}
+
+/// The input gradient of a stride-2 `g`, by parity: input row `i` (column `j`) receives from
+/// kernel rows `kh ≡ i + p (mod 2)` only, output row `h = (i + p − kh)/2`. So each of the four
+/// classes of input positions (even/odd row × even/odd column) is a stride-1 correlation of
+/// the output gradient with the taps of its class (4, 2, 2 or 1 of them), computed as the
+/// forward tiles are, vectorised over blocks of input channels.
+fn input_grad_strided(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
+    let per_image = g.channels_in * g.in_positions();
+    let grad_len = g.channels_out * g.out_positions();
+    // The output gradient as the input of a convolution, zero-bordered by one row and column
+    // (for the class rows that would read `h = −1` or `h = OH`).
+    let plan = Plan::new(
+        &Geometry {
+            channels_in: g.channels_out,
+            height: g.out_height,
+            width: g.out_width,
+            padding: [1, 1],
+            stride: [1, 1],
+            out_height: g.out_height,
+            out_width: g.out_width,
+            ..g.clone()
+        },
+        1,
+    );
+    let layout = Transposed {
+        plan,
+        padding: g.padding[0],
+        height: g.height,
+        width: g.width,
+        blocks: g.channels_in / isa.lanes(),
+    };
+    // `[C_in/L, C_out, 9, L]`: the kernel with its channel axes swapped, not flipped (each tap
+    // is indexed by itself), blocked over input channels.
+    let taps = g.kernel[0] * g.kernel[1];
+    let mut swapped = vec![0f32; weight.len()];
+    for o in 0..g.channels_out {
+        for c in 0..g.channels_in {
+            swapped[(c * g.channels_out + o) * taps..][..taps]
+                .copy_from_slice(&weight[(o * g.channels_in + c) * taps..][..taps]);
+        }
+    }
+    let weights = block_filters(&swapped, g.channels_out * TAPS, isa.lanes());
+    let mut x_grad = unfilled::buffer(g.batch * per_image);
+    x_grad
+        .par_chunks_mut(per_image)
+        .zip(output_grad.par_chunks(grad_len))
+        .for_each(|(x_grad, output_grad)| {
+            with_scratch(|scratch| {
+                let Scratch {
+                    columns, product, ..
+                } = scratch;
+                let padded = prefix(columns, plan.padded_len);
+                pad(
+                    output_grad,
+                    g.out_height,
+                    g.out_width,
+                    [1, 1],
+                    &plan,
+                    padded,
+                );
+                let blocked = prefix(product, per_image);
+                layout.check(isa, padded, blocked, &weights);
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as in `forward`, by `Transposed::check`.
+                unsafe {
+                    match isa {
+                        Isa::Avx512 => x86::input_grad_avx512(padded, &weights, &layout, blocked),
+                        Isa::Avx2 => x86::input_grad_avx2(padded, &weights, &layout, blocked),
+                    }
+                }
+                unblock(
+                    blocked,
+                    g.in_positions(),
+                    isa.lanes(),
+                    Epilogue::NONE,
+                    x_grad,
+                );
+            })
+        });
+    // SAFETY: `unblock` wrote every channel's row of every image.
+    unsafe { unfilled::assume_init(x_grad) }
+}
+
+/// The sizes a stride-2 input gradient indexes by: the output gradient's zero-bordered planes,
+/// the convolution's padding and input size, and the blocks of input channels.
+#[derive(Debug, Clone, Copy)]
+struct Transposed {
+    plan: Plan,
+    padding: usize,
+    height: usize,
+    width: usize,
+    blocks: usize,
+}
+
+impl Transposed {
+    /// The class positions `m` (rows or columns) of parity `a` on an axis of `size` inputs:
+    /// `2m + a − padding` inside the input.
+    fn class(&self, a: usize, size: usize) -> Range<usize> {
+        let first = self.padding.saturating_sub(a).div_ceil(2);
+        let end = (size + self.padding - a).div_ceil(2);
+        first..end.max(first)
+    }
+
+    /// As `Layout::check`, for the class tiles' reads: an output row or column `m + 1 + d`
+    /// (`d` ∈ {−1, 0}) inside the bordered planes, for every class position.
+    fn check(&self, isa: Isa, padded: &[f32], blocked: &[f32], weights: &[f32]) {
+        let plan = &self.plan;
+        assert!(isa.supported(), "{isa:?} kernels on a CPU without {isa:?}");
+        assert_eq!(
+            self.blocks * isa.lanes() * 9 * plan.channels_in,
+            weights.len()
+        );
+        for (a, size, bordered) in [(0, self.height, plan.oh + 2), (1, self.height, plan.oh + 2)]
+            .into_iter()
+            .chain([(0, self.width, plan.wp), (1, self.width, plan.wp)])
+        {
+            let class = self.class(a, size);
+            assert!(
+                class.is_empty() || class.end < bordered,
+                "class reads inside the border"
+            );
+        }
+        assert_eq!(plan.plane, plan.wp * (plan.oh + 2));
+        assert!(padded.len() >= plan.channels_in * plan.plane);
+        assert_eq!(
+            blocked.len(),
+            self.blocks * isa.lanes() * self.height * self.width
+        );
+    }
 }
 
 /// The weight gradient `[C_out, C_in, 3, 3]`, flattened, of [`forward`]. Each thread sums a
@@ -324,6 +463,7 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
 mod x86 {
     use super::{
         AVX2_GB, AVX2_NB, AVX2_P, AVX2_P1, AVX512_GB, AVX512_NB, AVX512_P, AVX512_P1, Layout,
+        Transposed,
     };
     use crate::conv::vector::{Avx2, Avx512};
 
@@ -354,6 +494,38 @@ mod x86 {
     ) {
         unsafe {
             super::forward_image::<Avx2, AVX2_NB, AVX2_P, AVX2_P1>(padded, weights, layout, blocked)
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the slices are as [`super::input_grad_image`] requires.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input_grad_avx512(
+        padded: &[f32],
+        weights: &[f32],
+        layout: &Transposed,
+        blocked: &mut [f32],
+    ) {
+        unsafe {
+            super::input_grad_image::<Avx512, AVX512_NB, AVX512_P, AVX512_P1>(
+                padded, weights, layout, blocked,
+            )
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the slices are as [`super::input_grad_image`] requires.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn input_grad_avx2(
+        padded: &[f32],
+        weights: &[f32],
+        layout: &Transposed,
+        blocked: &mut [f32],
+    ) {
+        unsafe {
+            super::input_grad_image::<Avx2, AVX2_NB, AVX2_P, AVX2_P1>(
+                padded, weights, layout, blocked,
+            )
         }
     }
 
@@ -501,6 +673,132 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize, const S: usiz
         for (p, acc) in acc.iter().enumerate() {
             for (n, acc) in acc.iter().enumerate() {
                 acc.store(out.add(((block + n) * layout.positions + q + p) * V::LANES));
+            }
+        }
+    }
+}
+
+/// One image's blocked input gradient `[C_in/L, H·W, L]` of a stride-2 convolution, from its
+/// output gradient's bordered planes, class by class.
+///
+/// # Safety
+/// As checked by [`Transposed::check`], with `L = V::LANES`; inlined only into functions
+/// compiled for `V`'s instruction set.
+#[inline(always)]
+unsafe fn input_grad_image<V: Vector, const NB: usize, const P: usize, const P1: usize>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Transposed,
+    blocked: &mut [f32],
+) {
+    let whole = layout.blocks / NB * NB;
+    for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        for block in (0..whole).step_by(NB) {
+            unsafe { class_blocks::<V, NB, P>(padded, weights, layout, blocked, block, (a, b)) };
+        }
+        for block in whole..layout.blocks {
+            unsafe { class_blocks::<V, 1, P1>(padded, weights, layout, blocked, block, (a, b)) };
+        }
+    }
+}
+
+/// Input-channel blocks `block..block + NB` at every input position of parity class
+/// `(a, b)`, `P` columns at a time.
+///
+/// # Safety
+/// As [`input_grad_image`], with `block + NB ≤ C_in/L`.
+#[inline(always)]
+unsafe fn class_blocks<V: Vector, const NB: usize, const P: usize>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Transposed,
+    blocked: &mut [f32],
+    block: usize,
+    (a, b): (usize, usize),
+) {
+    // A class's taps and where each reads: kernel row `kh ≡ a`, output row `m + 1 + d`.
+    let taps = |parity: usize| match parity {
+        0 => &[(0, 0), (2, -1)][..],
+        _ => &[(1, 0)][..],
+    };
+    let (rows, columns) = (taps(a), taps(b));
+    let columns_of_class = layout.class(b, layout.width);
+    for m in layout.class(a, layout.height) {
+        let mut n = columns_of_class.start;
+        while n + P <= columns_of_class.end {
+            let at = ClassTile { block, m, n, a, b };
+            unsafe { class_tile::<V, NB, P>(padded, weights, layout, blocked, at, rows, columns) };
+            n += P;
+        }
+        for n in n..columns_of_class.end {
+            let at = ClassTile { block, m, n, a, b };
+            unsafe { class_tile::<V, NB, 1>(padded, weights, layout, blocked, at, rows, columns) };
+        }
+    }
+}
+
+/// Where a class tile starts: its first input-channel block, class row and column, and class.
+#[derive(Clone, Copy)]
+struct ClassTile {
+    block: usize,
+    m: usize,
+    n: usize,
+    a: usize,
+    b: usize,
+}
+
+/// Input-channel blocks `block..block + NB` at class positions `(m, n..n + P)`: input row
+/// `2m + a − padding`, columns `2(n + p) + b − padding`.
+///
+/// # Safety
+/// As [`class_blocks`], with `m` and `n..n + P` inside their classes.
+#[inline(always)]
+unsafe fn class_tile<V: Vector, const NB: usize, const P: usize>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Transposed,
+    blocked: &mut [f32],
+    at: ClassTile,
+    rows: &[(usize, isize)],
+    columns: &[(usize, isize)],
+) {
+    let ClassTile { block, m, n, a, b } = at;
+    let plan = &layout.plan;
+    let per_block = plan.channels_in * TAPS * V::LANES;
+    let mut acc = [[unsafe { V::zero() }; NB]; P];
+    // SAFETY: reads at output-gradient row `m + 1 + d` and columns `n + p + 1 + d`, inside the
+    // bordered planes (`Transposed::check`); weights inside the blocks; writes at input
+    // positions inside the image (the classes' definition).
+    unsafe {
+        let weights = weights.as_ptr().add(block * per_block);
+        for o in 0..plan.channels_in {
+            let plane = padded.as_ptr().add(o * plan.plane);
+            let filters = weights.add(o * TAPS * V::LANES);
+            for &(kh, dh) in rows {
+                let row = plane.add(((m + 1) as isize + dh) as usize * plan.wp + n + 1);
+                for &(kw, dw) in columns {
+                    let at = row.offset(dw);
+                    let tap = filters.add((kh * 3 + kw) * V::LANES);
+                    let mut filter = [V::zero(); NB];
+                    for (k, filter) in filter.iter_mut().enumerate() {
+                        *filter = V::load(tap.add(k * per_block));
+                    }
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        let input = V::splat(at.add(p));
+                        for (acc, filter) in acc.iter_mut().zip(filter) {
+                            *acc = V::fma(filter, input, *acc);
+                        }
+                    }
+                }
+            }
+        }
+        let positions = layout.height * layout.width;
+        let i = 2 * m + a - layout.padding;
+        let out = blocked.as_mut_ptr();
+        for (p, acc) in acc.iter().enumerate() {
+            let q = i * layout.width + 2 * (n + p) + b - layout.padding;
+            for (k, acc) in acc.iter().enumerate() {
+                acc.store(out.add(((block + k) * positions + q) * V::LANES));
             }
         }
     }
