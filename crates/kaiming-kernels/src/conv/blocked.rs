@@ -1,6 +1,7 @@
-//! Channel-blocked direct 3×3 convolution, vectorised over output channels: the 32- and
-//! 64-channel stages of the CIFAR ResNets, whose rows of 16 and 8 positions leave a quarter to
-//! half of a position-vectorised tile (`direct`) on padding.
+//! Channel-blocked direct 3×3 convolution, vectorised over output channels: every 3×3 layer of
+//! the zoo with channels in whole vectors, at stride 1 and 2 — above all the 32- and 64-channel
+//! stages of the CIFAR ResNets, whose rows of 16 and 8 positions leave a quarter to half of a
+//! position-vectorised tile (`direct`) on padding.
 //!
 //! A vector holds one output channel block (`L` = 16 floats on AVX-512, 8 on AVX2) at one
 //! position, as oneDNN's `nChw16c` layout does. The forward tile is `NB` blocks × `P`
@@ -14,7 +15,8 @@
 //! of output channels × one input channel × all nine taps, accumulated in registers over every
 //! position of an image (no position is wasted either), from the output gradient transposed
 //! into the blocked layout and the padded input planes. The input gradient is the forward
-//! convolution of the output gradient with the flipped kernel (`direct::flipped`).
+//! convolution of the output gradient with the flipped kernel (`direct::flipped`) at stride 1,
+//! and four such correlations, one per parity class of input positions, at stride 2.
 
 // The kernels exist only for x86_64; elsewhere `covers` is never asked (no `Isa` exists).
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -36,11 +38,6 @@ use crate::unfilled;
 /// Taps of the 3×3 kernel, the only size these kernels compute.
 const TAPS: usize = 9;
 
-/// The register tiles of one instruction set: output blocks per forward tile (`NB`) and
-/// positions per forward tile (`P`; a lone block, where the blocks are odd, takes `P1`), and
-/// output blocks per weight-gradient tile (`GB`, times nine taps; a lone block takes one).
-/// AVX-512 has 32 vector registers: 2 × 8 (or 1 × 16) accumulators in the forward tile, 2 × 9
-/// in the weight gradient's. AVX2 has 16: 2 × 4 (or 1 × 8) and 1 × 9.
 impl Isa {
     /// Floats per vector.
     fn lanes(self) -> usize {
@@ -51,6 +48,12 @@ impl Isa {
     }
 }
 
+// The register tiles of each instruction set: output blocks per forward tile (`NB`) and
+// positions per forward tile (`P`; a lone block, where the blocks are odd, takes `P1`), and
+// output blocks per weight-gradient tile (`GB`, times nine taps; a lone block takes one).
+// AVX-512 has 32 vector registers: 2 × 8 (or 1 × 16) accumulators in the forward tile, 2 × 9
+// in the weight gradient's. AVX2 has 16: 2 × 4 (or 1 × 8) and 1 × 9. (4 × 4 on AVX-512 ran
+// no faster than 2 × 8: the tiles are not bound by their loads.)
 const AVX512_NB: usize = 2;
 const AVX512_P: usize = 8;
 const AVX512_P1: usize = 16;
@@ -140,13 +143,9 @@ impl Layout {
     }
 }
 
-/// `weight` (`[C_out, C_in, 3, 3]`) as `[C_out/L, C_in, 9, L]`: a tile's weights for one input
+/// Filters of `per_output` floats each, `[C, per_output]`, as `[C/L, per_output, L]`: for a
+/// weight `[C_out, C_in, 3, 3]`, `[C_out/L, C_in, 9, L]`, so a tile's weights for one input
 /// channel and tap are one vector per block.
-fn block_weights(weight: &[f32], g: &Geometry, lanes: usize) -> Vec<f32> {
-    block_filters(weight, g.channels_in * TAPS, lanes)
-}
-
-/// Filters of `per_output` floats each, `[C, per_output]`, as `[C/L, per_output, L]`.
 fn block_filters(weight: &[f32], per_output: usize, lanes: usize) -> Vec<f32> {
     let mut blocked = vec![0f32; weight.len()];
     for (o, filter) in weight.chunks_exact(per_output).enumerate() {
@@ -206,7 +205,7 @@ pub(crate) fn forward(
         return vec![0.0; g.batch * per_image];
     }
     let layout = Layout::new(g, isa);
-    let weights = block_weights(weight, g, isa.lanes());
+    let weights = block_filters(weight, g.channels_in * TAPS, isa.lanes());
     let mut output = unfilled::buffer(g.batch * per_image);
     output
         .par_chunks_mut(per_image)
@@ -242,6 +241,10 @@ pub(crate) fn forward(
 pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
     g.check_weight(weight);
     g.check_output(output_grad);
+    assert!(
+        covers(g, Pass::InputGrad, isa),
+        "blocked input gradient of {g:?} on {isa:?}"
+    );
     if g.stride == [2, 2] {
         return input_grad_strided(weight, output_grad, g, isa);
     }
@@ -262,6 +265,9 @@ pub(crate) fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, isa:
 fn input_grad_strided(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa) -> Vec<f32> {
     let per_image = g.channels_in * g.in_positions();
     let grad_len = g.channels_out * g.out_positions();
+    if g.is_empty() {
+        return vec![0.0; g.batch * per_image];
+    }
     // The output gradient as the input of a convolution, zero-bordered by one row and column
     // (for the class rows that would read `h = −1` or `h = OH`).
     let plan = Plan::new(
