@@ -14,7 +14,7 @@ use clap::Parser;
 use kaiming_train::bench;
 use kaiming_train::cli::BenchArgs;
 
-/// The allocator the `train` binary uses, so both measure the same thing.
+/// The allocator the `train` binary uses, with its setting, so both measure the same thing.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -27,6 +27,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    kaiming_train::allocator::keep_freed_pages();
     match bench::run(Cli::parse().args) {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {

@@ -7,6 +7,7 @@
 //!   [`metrics`], [`summary`]: the files a run leaves for [`compare`] and [`pivot`].
 //! - [`config`]: every setting, declared once.
 
+pub mod allocator;
 pub mod atomic;
 pub mod backend;
 pub mod bench;

@@ -18,12 +18,14 @@ use kaiming_train::{bench, compare, inspect, monitor_plot, pivot, probe, recipes
 use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator hands large buffers back to the OS on free, so every training step
-/// page-faults and zeroes its activations afresh; mimalloc keeps them for the next step
-/// (`benches/README.md` has the measured effect).
+/// page-faults and zeroes its activations afresh; mimalloc, told to keep freed pages
+/// (`kaiming_train::allocator`), reuses them in the next step (`benches/README.md` has the
+/// measured effect).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    kaiming_train::allocator::keep_freed_pages();
     // `train compare … | head` should end quietly, as other command-line tools do, not panic
     // on the closed pipe: the default SIGPIPE action ends the process.
     #[cfg(unix)]
