@@ -38,6 +38,7 @@ mod geometry;
 mod im2col;
 mod input_grad;
 mod matmul;
+mod planes;
 mod vector;
 mod weight_grad;
 

@@ -26,9 +26,10 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::Pass;
-use super::direct::{self, Plan, pad};
+use super::direct::{self, Plan};
 use super::epilogue::Epilogue;
 use super::geometry::Geometry;
+use super::planes::pad;
 use super::vector::Vector;
 use super::weight_grad::sum_in_order;
 use crate::routing::Isa;
@@ -216,7 +217,15 @@ pub(crate) fn forward(
                     columns, product, ..
                 } = scratch;
                 let padded = prefix(columns, layout.plan.padded_len);
-                pad(image, g.height, g.width, g.padding, &layout.plan, padded);
+                pad(
+                    image,
+                    g.height,
+                    g.width,
+                    g.padding,
+                    &layout.plan,
+                    padded,
+                    isa,
+                );
                 let blocked = prefix(product, per_image);
                 layout.check(isa, padded, blocked, &weights);
                 #[cfg(target_arch = "x86_64")]
@@ -318,6 +327,7 @@ fn input_grad_strided(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Is
                     [1, 1],
                     &plan,
                     padded,
+                    isa,
                 );
                 let blocked = prefix(product, per_image);
                 layout.check(isa, padded, blocked, &weights);
@@ -426,6 +436,7 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
                         g.padding,
                         &layout.plan,
                         padded,
+                        isa,
                     );
                     let blocked = prefix(product, grad_len);
                     block(

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 
 use super::epilogue::Epilogue;
 use super::geometry::Geometry;
+use super::planes::{pad, widen};
 use super::vector::Vector;
 use super::weight_grad::sum_in_order;
 use crate::routing::Isa;
@@ -131,7 +132,7 @@ pub(crate) fn forward(
                     columns, product, ..
                 } = scratch;
                 let padded = prefix(columns, plan.padded_len);
-                pad(image, g.height, g.width, padding, &plan, padded);
+                pad(image, g.height, g.width, padding, &plan, padded, isa);
                 let wide = prefix(product, plan.channels_out * plan.q_stride);
                 isa.run(padded, weight, &plan, wide);
                 for (o, output) in output.chunks_exact_mut(g.out_positions()).enumerate() {
@@ -233,9 +234,15 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
                         g.padding,
                         &plan,
                         padded,
+                        isa,
                     );
                     let wide = prefix(product, plan.channels_out * plan.q_stride);
-                    widen(&output_grad[image * grad_len..][..grad_len], &plan, wide);
+                    widen(
+                        &output_grad[image * grad_len..][..grad_len],
+                        &plan,
+                        wide,
+                        isa,
+                    );
                     isa.accumulate_weight_grad(padded, wide, &plan, &mut weight_grad);
                 }
             });
@@ -243,56 +250,6 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
         })
         .collect();
     sum_in_order(partials)
-}
-
-/// Copies one image's output gradient (`[C_out, OH, OW]`) into `wide` (`[C_out, q_stride]`,
-/// rows `Wp` apart), zero in the discarded columns and past the last row, so the wide dot
-/// products count only real outputs. (Those zeros still multiply input values of the padded
-/// planes; an infinite input there would turn the sum into NaN, as it would in burn's own
-/// convolution of such an input.)
-fn widen(output_grad: &[f32], plan: &Plan, wide: &mut [f32]) {
-    for (source, target) in output_grad
-        .chunks_exact(plan.oh * plan.ow)
-        .zip(wide.chunks_exact_mut(plan.q_stride))
-    {
-        for (source, target) in source
-            .chunks_exact(plan.ow)
-            .zip(target.chunks_exact_mut(plan.wp))
-        {
-            target[..plan.ow].copy_from_slice(source);
-            target[plan.ow..].fill(0.0);
-        }
-        target[plan.oh * plan.wp..].fill(0.0);
-    }
-}
-
-/// Copies `image` (`[C_in, H, W]`) into `padded` (`[C_in, Hp, Wp]` plus slack), zero outside
-/// the image; the slack past the last plane is zeroed too, so every float the kernel reads is
-/// written here.
-pub(super) fn pad(
-    image: &[f32],
-    height: usize,
-    width: usize,
-    padding: [usize; 2],
-    plan: &Plan,
-    padded: &mut [f32],
-) {
-    let [top, left] = padding;
-    let (planes, slack) = padded.split_at_mut(plan.channels_in * plan.plane);
-    slack.fill(0.0);
-    for (source, target) in image
-        .chunks_exact(height * width)
-        .zip(planes.chunks_exact_mut(plan.plane))
-    {
-        target[..top * plan.wp].fill(0.0);
-        target[(top + height) * plan.wp..].fill(0.0);
-        for (row, source) in source.chunks_exact(width).enumerate() {
-            let target = &mut target[(top + row) * plan.wp..][..plan.wp];
-            target[..left].fill(0.0);
-            target[left..left + width].copy_from_slice(source);
-            target[left + width..].fill(0.0);
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]

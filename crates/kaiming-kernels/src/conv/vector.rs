@@ -14,6 +14,11 @@ pub(super) trait Vector: Copy {
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     unsafe fn add(a: Self, b: Self) -> Self;
     unsafe fn store(self, to: *mut f32);
+    /// The `n < LANES` floats at `from` in the first lanes, zero in the others; reads nothing
+    /// past them (masked, so a row's tail at the end of its buffer is safe to read).
+    unsafe fn load_first(from: *const f32, n: usize) -> Self;
+    /// Stores the first `n < LANES` lanes at `to`, writing nothing past them.
+    unsafe fn store_first(self, to: *mut f32, n: usize);
     /// The sum of the lanes.
     unsafe fn sum(self) -> f32;
 }
@@ -29,6 +34,25 @@ mod x86 {
 
     #[derive(Clone, Copy)]
     pub(in crate::conv) struct Avx512(__m512);
+
+    /// The mask of the first `n < 16` lanes.
+    #[inline(always)]
+    fn first_lanes_512(n: usize) -> __mmask16 {
+        debug_assert!(n < 16);
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// The mask of the first `n < 8` lanes: all bits set in those lanes.
+    #[inline(always)]
+    unsafe fn first_lanes_256(n: usize) -> __m256i {
+        debug_assert!(n < 8);
+        unsafe {
+            _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(n as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            )
+        }
+    }
 
     #[derive(Clone, Copy)]
     pub(in crate::conv) struct Avx2(__m256);
@@ -60,6 +84,14 @@ mod x86 {
         #[inline(always)]
         unsafe fn store(self, to: *mut f32) {
             unsafe { _mm512_storeu_ps(to, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn load_first(from: *const f32, n: usize) -> Self {
+            Self(unsafe { _mm512_maskz_loadu_ps(first_lanes_512(n), from) })
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, to: *mut f32, n: usize) {
+            unsafe { _mm512_mask_storeu_ps(to, first_lanes_512(n), self.0) }
         }
         #[inline(always)]
         unsafe fn sum(self) -> f32 {
@@ -94,6 +126,14 @@ mod x86 {
         #[inline(always)]
         unsafe fn store(self, to: *mut f32) {
             unsafe { _mm256_storeu_ps(to, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn load_first(from: *const f32, n: usize) -> Self {
+            Self(unsafe { _mm256_maskload_ps(from, first_lanes_256(n)) })
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, to: *mut f32, n: usize) {
+            unsafe { _mm256_maskstore_ps(to, first_lanes_256(n), self.0) }
         }
         #[inline(always)]
         unsafe fn sum(self) -> f32 {
