@@ -3,9 +3,10 @@
 
 Reads the JSON lines both write (`--json`), takes the median training and
 evaluation images/s of each
-(implementation, model, batch, precision) over repeated rounds, and prints a
-Markdown table with the ratio of each of our rows to PyTorch's row for the same
-model, batch and precision.
+(implementation, model, batch, precision, threads) over repeated rounds, and
+prints a Markdown table with the ratio of each of our rows to PyTorch's row for
+the same model, batch, precision and thread count (files holding several thread
+counts give a row per count, never one median across them).
 
     python3 benches/ratio.py results.jsonl [more.jsonl ...]
 """
@@ -26,10 +27,16 @@ def load(paths):
 
 
 def summarise(rows):
-    """Median images/s and GFLOP/s per (implementation, model, batch, precision)."""
+    """Median images/s and GFLOP/s per (implementation, model, batch, precision, threads)."""
     groups = defaultdict(list)
     for row in rows:
-        key = (row["implementation"], row["model"], row["batch_size"], row["precision"])
+        key = (
+            row["implementation"],
+            row["model"],
+            row["batch_size"],
+            row["precision"],
+            row["threads"],
+        )
         groups[key].append(row)
     summary = {}
     for key, members in groups.items():
@@ -43,7 +50,6 @@ def summarise(rows):
             "peak_memory_mib": max(r["peak_memory_mib"] for r in members),
             "rounds": len(members),
             "device": members[0]["device"],
-            "threads": members[0]["threads"],
         }
     return summary
 
@@ -60,7 +66,7 @@ def table(summary):
         "| peak MiB | rounds | ours / PyTorch | eval images/s | eval ours / PyTorch |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key in sorted(summary, key=lambda k: (k[1], k[2], k[3], k[0])):
+    for key in sorted(summary, key=lambda k: (k[1], k[2], k[3], -k[4], k[0])):
         value = summary[key]
         torch = reference.get(key[1:])
         ratio = eval_ratio = "-"
@@ -68,7 +74,7 @@ def table(summary):
             ratio = f"{value['images_per_s'] / torch['images_per_s']:.2f}"
             eval_ratio = f"{value['eval_images_per_s'] / torch['eval_images_per_s']:.2f}"
         lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {value['threads']} "
+            f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} "
             f"| {value['images_per_s']:.1f} | {value['gflops_per_s']:.1f} "
             f"| {value['peak_memory_mib']:.0f} | {value['rounds']} | {ratio} "
             f"| {value['eval_images_per_s']:.1f} | {eval_ratio} |"

@@ -1,8 +1,9 @@
 //! The convolution engine: every 2-D convolution of the ResNets and plain nets on flex in f32
 //! — forward, input gradient and weight gradient, training and evaluation — by direct kernels
-//! for the narrow stride-1 layers (`blocked`, vectorised over output channels, for the 3×3
-//! layers of 32–64 channels; `direct`, vectorised over positions, for the others) and as GEMMs
-//! over chunks of the batch for the rest.
+//! for the 3×3 layers (`blocked`, vectorised over output channels, at stride 1 and 2 wherever
+//! the channels fill whole register tiles; `direct`, vectorised over positions, for the other
+//! stride-1 layers with long enough rows, the 16-channel stage on AVX-512 among them) and as
+//! GEMMs over chunks of the batch for the rest (`blocked_pays`, `direct_pays`).
 //!
 //! Burn's flex backend runs one GEMM per image and 512-position tile (16 columns wide at
 //! ResNet-18's last stage), the input gradient as a transposed convolution with scalar inner

@@ -36,16 +36,17 @@ thread_local! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConvAlgorithm {
-    /// By the measured rules (`benches/README.md`): direct kernels for the narrow stride-1
-    /// layers, GEMMs over chunks of the batch for the rest.
+    /// By the measured rules (`benches/README.md`): channel-blocked kernels for the 3×3
+    /// layers whose channels fill whole register tiles, direct kernels for other narrow
+    /// stride-1 layers, GEMMs over chunks of the batch for the rest.
     #[default]
     Auto,
     /// im2col GEMMs over chunks of the batch, everywhere.
     Gemm,
     /// The direct kernels wherever they apply (stride 1, no dilation, square odd kernels).
     Direct,
-    /// The channel-blocked direct kernels wherever they apply (stride 1, 3×3, channel counts
-    /// in whole vector blocks), im2col GEMMs elsewhere.
+    /// The channel-blocked direct kernels wherever they apply (3×3, stride 1 or 2, channel
+    /// counts in whole vectors), im2col GEMMs elsewhere.
     Blocked,
 }
 

@@ -87,8 +87,8 @@ pub struct BenchRow {
     pub train_gflop_per_image: f64,
     /// Achieved GFLOP/s.
     pub gflops_per_s: f64,
-    /// Peak memory, MiB: the process's resident set on CPUs, the allocator's reservation on
-    /// GPUs.
+    /// Peak memory of the training steps and evaluation passes, MiB (read before the monitor's
+    /// measurement): the process's resident set on CPUs, the allocator's reservation on GPUs.
     pub peak_memory_mib: f64,
     /// Forward multiply-adds per image.
     pub macs_per_image: u64,
@@ -297,6 +297,13 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
         }
     }
     let eval_s = median(eval_times);
+    // Read before the monitor's measurement: its fixed batch (64 images) can be larger than
+    // the steps' and PyTorch's reference has no monitor, so its peak is not the training's.
+    let peak_memory_mib = if config.backend.is_gpu() {
+        peak_device_bytes as f64 / (1 << 20) as f64
+    } else {
+        peak_resident_mib()
+    };
 
     // The signal monitor at its defaults, timed apart from the steps it watches.
     let settings = MonitorSettings::default();
@@ -332,11 +339,6 @@ fn bench_model(config: &BenchConfig, name: ModelName, data: CifarDataset) -> Res
     let macs = model_config.complexity([32, 32]).macs;
     let train_gflop_per_image = 6.0 * macs as f64 / 1e9;
     let images_per_s = config.batch_size as f64 / step_s;
-    let peak_memory_mib = if config.backend.is_gpu() {
-        peak_device_bytes as f64 / (1 << 20) as f64
-    } else {
-        peak_resident_mib()
-    };
     Ok(BenchRow {
         implementation: format!("burn {} {}", burn_version(), config.backend),
         model: name.to_string(),

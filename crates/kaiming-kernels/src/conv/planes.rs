@@ -38,7 +38,7 @@ pub(super) fn pad(
         "padded rows narrower than the image's"
     );
     assert!(
-        plan.plane % plan.wp == 0 && plan.plane / plan.wp >= top + height,
+        plan.plane.is_multiple_of(plan.wp) && plan.plane / plan.wp >= top + height,
         "padded planes shorter than the image's"
     );
     assert!(
