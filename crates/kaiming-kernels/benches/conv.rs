@@ -4,7 +4,7 @@
 //! alternating, medians (◀ marks the fastest; `-` where the blocked kernels do not apply and
 //! GEMMs would run). What `conv::blocked_pays` and `conv::direct_pays` are set from.
 //!
-//!     cargo bench --workspace --bench conv [-- --threads N --repeats R --isa avx2]
+//!     cargo bench --workspace --bench conv [-- --threads N --repeats R --isa avx2 --model resnet18]
 
 use std::time::Instant;
 
@@ -107,7 +107,11 @@ fn main() {
         "| model | batch | channels | size | stride | forward | input gradient | weight gradient |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let only = value("--model");
     for (model, batch, c_in, c_out, size, stride) in SHAPES {
+        if only.is_some_and(|only| only != model) {
+            continue;
+        }
         let x = random([batch, c_in, size, size], 1);
         let w = random([c_out, c_in, 3, 3], 2);
         let out = size / stride;

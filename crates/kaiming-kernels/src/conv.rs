@@ -154,9 +154,10 @@ fn kernels_for(g: &Geometry, pass: Pass) -> Kernels {
 
 /// Where the channel-blocked kernels beat the others, measured per pass and instruction set
 /// with `cargo bench --bench conv` (`benches/README.md`): every layer they cover on whole
-/// register tiles (3×3, from 16 channels, up to ResNet-18's 512). A lone vector of output
-/// channels (16 channels on AVX-512) loses to the direct kernels in the forward pass and input
-/// gradient, and rows shorter than a position tile (ResNet-18's 4×4 stage on AVX-512) to GEMMs.
+/// register tiles (3×3, from 16 channels, up to ResNet-18's 512, the 4×4 stage's rows two at a
+/// time on AVX-512). A lone vector of output channels (16 channels on AVX-512) loses to the
+/// direct kernels in the forward pass and input gradient, and other rows shorter than a
+/// position tile to GEMMs.
 fn blocked_pays(g: &Geometry, pass: Pass, isa: Isa) -> bool {
     // As for the direct kernels: images are spread over threads.
     g.batch >= rayon::current_num_threads() && blocked::whole_tiles(g, pass, isa)

@@ -7,7 +7,8 @@
 //! position, as oneDNN's `nChw16c` layout does. The forward tile is `NB` blocks × `P`
 //! consecutive positions of one output row: for every input channel and tap it loads `NB`
 //! weight vectors and broadcasts `P` input values from the zero-bordered planes `direct`
-//! builds, `NB·P` fused multiply-adds, and no lane ever holds a padding column. The weights
+//! builds, `NB·P` fused multiply-adds, and no lane ever holds a padding column. Rows of 4
+//! positions (the 4×4 stage on AVX-512, `P` = 8) are tiled two rows at a time instead. The weights
 //! are repacked once per call to `[C_out/L, C_in, 9, L]`; outputs are computed blocked,
 //! `[C_out/L, OH·OW, L]`, and transposed into NCHW while they are still in the cache.
 //!
@@ -83,18 +84,41 @@ pub(crate) fn covers(g: &Geometry, pass: Pass, isa: Isa) -> bool {
 
 /// Whether `pass` of a covered `g` runs on whole register tiles only: forward passes and
 /// input gradients whose output channels pair up into `NB` vectors and whose rows hold a
-/// position tile (lone vectors and short rows take narrower tiles); weight gradients always.
+/// position tile or span whole ones ([`spans`]); lone vectors and the ends of rows take
+/// narrower tiles. Weight gradients always.
 pub(crate) fn whole_tiles(g: &Geometry, pass: Pass, isa: Isa) -> bool {
     let (nb, p) = match isa {
         Isa::Avx512 => (AVX512_NB, AVX512_P),
         Isa::Avx2 => (AVX2_NB, AVX2_P),
     };
-    let row = g.width.min(g.out_width);
+    let tiled = |rows: usize, width: usize| width >= p || spans(rows, width, p);
     match pass {
-        Pass::Forward => g.channels_out.is_multiple_of(nb * isa.lanes()) && row >= p,
-        Pass::InputGrad => g.channels_in.is_multiple_of(nb * isa.lanes()) && row >= p,
+        Pass::Forward => {
+            g.channels_out.is_multiple_of(nb * isa.lanes()) && tiled(g.out_height, g.out_width)
+        }
+        // At stride 1 the forward tiles on the input's shape; at stride 2 class tiles, along
+        // class rows of about half the output's width.
+        Pass::InputGrad if g.stride == [1, 1] => {
+            g.channels_in.is_multiple_of(nb * isa.lanes()) && tiled(g.height, g.width)
+        }
+        Pass::InputGrad => {
+            g.channels_in.is_multiple_of(nb * isa.lanes()) && g.width.min(g.out_width) >= p
+        }
         Pass::WeightGrad => true,
     }
+}
+
+/// Rows of [`SHORT_ROW`] outputs, shorter than a forward tile of `tile` positions, which the
+/// forward tiles cover whole rows at a time (`forward_spanning`): ResNet-18's and ResNet-50's
+/// 4×4 stage on AVX-512.
+const SHORT_ROW: usize = 4;
+
+/// Whether forward tiles of `tile` positions span whole rows of an output `rows × width`.
+fn spans(rows: usize, width: usize, tile: usize) -> bool {
+    width == SHORT_ROW
+        && tile > SHORT_ROW
+        && tile.is_multiple_of(SHORT_ROW)
+        && rows.is_multiple_of(tile / SHORT_ROW)
 }
 
 /// The sizes the kernels index by: the padded planes' (`direct`'s plan), the stride and the
@@ -617,7 +641,10 @@ unsafe fn forward_strided<
     }
 }
 
-/// Output blocks `block..block + NB` at every position, `P` at a time.
+/// Output blocks `block..block + NB` at every position, `P` at a time: along
+/// each row, or, where rows are 4 positions and a tile two or more of them (ResNet-18's and
+/// ResNet-50's 4×4 stage on AVX-512), over whole rows at once, so that no tile falls back to
+/// one position at a time there.
 ///
 /// # Safety
 /// As [`forward_image`], with `block + NB ≤ C_out/L` and `S` the layout's stride.
@@ -630,32 +657,91 @@ unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize, const S: us
     block: usize,
 ) {
     let plan = &layout.plan;
+    if spans(plan.oh, plan.ow, P) {
+        unsafe {
+            forward_spanning::<V, NB, P, S, SHORT_ROW>(padded, weights, layout, blocked, block)
+        };
+        return;
+    }
     for h in 0..plan.oh {
+        let tile = |w: usize| Tile {
+            block,
+            q: h * plan.ow + w,
+            origin: h * S * plan.wp + w * S,
+        };
         let mut w = 0;
         while w + P <= plan.ow {
-            unsafe { forward_tile::<V, NB, P, S>(padded, weights, layout, blocked, block, h, w) };
+            unsafe {
+                forward_tile::<V, NB, P>(padded, weights, layout, blocked, tile(w), |p| p * S)
+            };
             w += P;
         }
         // The rest of a row not a multiple of `P` wide, one position at a time.
         for w in w..plan.ow {
-            unsafe { forward_tile::<V, NB, 1, S>(padded, weights, layout, blocked, block, h, w) };
+            unsafe { forward_tile::<V, NB, 1>(padded, weights, layout, blocked, tile(w), |_| 0) };
         }
     }
 }
 
-/// Output blocks `block..block + NB` at positions `w..w + P` of row `h`.
+/// [`forward_blocks`] on rows of `W` outputs ([`spans`]), `P / W` whole rows a tile. `W` is a
+/// constant so that a tile's reads are fixed offsets from one or a few bases each tap, as along
+/// a row; read through an array of offsets instead, the compiler spilled the tile to the stack
+/// and it ran no faster than one position at a time (117 ms for ResNet-18's 512-channel 4×4
+/// layer against 46 now, 57 for im2col + GEMM; `cargo bench --bench conv`).
 ///
 /// # Safety
-/// As [`forward_blocks`], with `w + P ≤ OW` and `h < OH`.
+/// As [`forward_blocks`], with `OW = W` and `OH` a multiple of `P / W` (`spans`).
 #[inline(always)]
-unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize, const S: usize>(
+unsafe fn forward_spanning<
+    V: Vector,
+    const NB: usize,
+    const P: usize,
+    const S: usize,
+    const W: usize,
+>(
     padded: &[f32],
     weights: &[f32],
     layout: &Layout,
     blocked: &mut [f32],
     block: usize,
-    h: usize,
-    w: usize,
+) {
+    let plan = &layout.plan;
+    let rows = P / W;
+    let row_stride = S * plan.wp;
+    for h in (0..plan.oh).step_by(rows) {
+        let tile = Tile {
+            block,
+            q: h * W,
+            origin: h * row_stride,
+        };
+        let offset = |p: usize| (p / W) * row_stride + (p % W) * S;
+        unsafe { forward_tile::<V, NB, P>(padded, weights, layout, blocked, tile, offset) };
+    }
+}
+
+/// Where a forward tile starts: its first output block, its first output position (`OH·OW`
+/// flattened) and where that position's first tap is in a padded plane.
+#[derive(Clone, Copy)]
+struct Tile {
+    block: usize,
+    q: usize,
+    origin: usize,
+}
+
+/// Output blocks `tile.block..+NB` at positions `tile.q..+P`, position `p` reading its first
+/// tap at `tile.origin + offset(p)` of each padded plane.
+///
+/// # Safety
+/// As [`forward_blocks`], with `tile.q + P ≤ OH·OW` and each position's origin the one
+/// `forward_blocks` derives (so every read is inside the planes, `Layout::check`).
+#[inline(always)]
+unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
+    padded: &[f32],
+    weights: &[f32],
+    layout: &Layout,
+    blocked: &mut [f32],
+    tile: Tile,
+    offset: impl Fn(usize) -> usize,
 ) {
     let plan = &layout.plan;
     let per_block = plan.channels_in * TAPS * V::LANES;
@@ -663,8 +749,8 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize, const S: usiz
     // SAFETY: the highest input read is `(C_in − 1)·plane + ((OH − 1)·S + 2)·Wp + (OW − 1)·S + 2`,
     // inside the last plane (`Layout::check`); the highest weight is the last block's last.
     unsafe {
-        let x = padded.as_ptr().add(h * S * plan.wp + w * S);
-        let weights = weights.as_ptr().add(block * per_block);
+        let x = padded.as_ptr().add(tile.origin);
+        let weights = weights.as_ptr().add(tile.block * per_block);
         for c in 0..plan.channels_in {
             let x = x.add(c * plan.plane);
             let weights = weights.add(c * TAPS * V::LANES);
@@ -677,7 +763,7 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize, const S: usiz
                         *filter = V::load(tap.add(n * per_block));
                     }
                     for (p, acc) in acc.iter_mut().enumerate() {
-                        let input = V::splat(at.add(p * S));
+                        let input = V::splat(at.add(offset(p)));
                         for (acc, filter) in acc.iter_mut().zip(filters) {
                             *acc = V::fma(filter, input, *acc);
                         }
@@ -686,10 +772,9 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize, const S: usiz
             }
         }
         let out = blocked.as_mut_ptr();
-        let q = h * plan.ow + w;
         for (p, acc) in acc.iter().enumerate() {
             for (n, acc) in acc.iter().enumerate() {
-                acc.store(out.add(((block + n) * layout.positions + q + p) * V::LANES));
+                acc.store(out.add(((tile.block + n) * layout.positions + tile.q + p) * V::LANES));
             }
         }
     }
