@@ -501,6 +501,14 @@ def load_data(args: argparse.Namespace) -> tuple[Images, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 
+def cpu_kernels() -> dict:
+    """ATen's CPU capability and oneDNN's instruction-set cap (`all` unless capped)."""
+    return {
+        "isa": torch.backends.cpu.get_cpu_capability().lower(),
+        "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "all").lower(),
+    }
+
+
 @dataclass
 class Result:
     """One model's measurements, with the keys the Rust benchmark's JSON uses."""
@@ -525,6 +533,10 @@ class Result:
     final_loss: float
     eval_images_per_s: float
     eval_ms: float
+    # The vector instructions PyTorch ran with, as ours name their kernel path: ATen's CPU
+    # capability and oneDNN's cap (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` make an
+    # AVX-512 machine run PyTorch as an AVX2-only one does).
+    kernels: dict
 
 
 class Step:
@@ -637,6 +649,7 @@ def benchmark(
         final_loss=losses[-1].item(),
         eval_images_per_s=args.batch_size / eval_s,
         eval_ms=1e3 * eval_s,
+        kernels=cpu_kernels() if device.type == "cpu" else {},
     )
 
 
