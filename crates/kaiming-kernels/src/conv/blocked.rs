@@ -8,8 +8,8 @@
 //! consecutive positions of one output row: for every input channel and tap it loads `NB`
 //! weight vectors and broadcasts `P` input values from the zero-bordered planes `direct`
 //! builds, `NB·P` fused multiply-adds, and no lane ever holds a padding column. Rows of 4
-//! positions (the 4×4 stage on AVX-512, `P` = 8) are tiled two rows at a time instead. The weights
-//! are repacked once per call to `[C_out/L, C_in, 9, L]`; outputs are computed blocked,
+//! positions (the 4×4 stage on AVX-512, `P` = 8) are tiled two rows at a time instead. The
+//! weights are repacked once per call to `[C_out/L, C_in, 9, L]`; outputs are computed blocked,
 //! `[C_out/L, OH·OW, L]`, and transposed into NCHW while they are still in the cache.
 //!
 //! The weight gradient sums over positions, so its tile is the reduction's output: `NB` blocks
@@ -641,10 +641,10 @@ unsafe fn forward_strided<
     }
 }
 
-/// Output blocks `block..block + NB` at every position, `P` at a time: along
-/// each row, or, where rows are 4 positions and a tile two or more of them (ResNet-18's and
-/// ResNet-50's 4×4 stage on AVX-512), over whole rows at once, so that no tile falls back to
-/// one position at a time there.
+/// Output blocks `block..block + NB` at every position, `P` at a time: along each row, or,
+/// where a tile holds whole rows of 4 ([`spans`]: ResNet-18's and ResNet-50's 4×4 stage on
+/// AVX-512), over two or more rows at once, so that no tile falls back to one position at a
+/// time there.
 ///
 /// # Safety
 /// As [`forward_image`], with `block + NB ≤ C_out/L` and `S` the layout's stride.
