@@ -22,7 +22,7 @@
 // The kernels exist only for x86_64; elsewhere `covers` is never asked (no `Isa` exists).
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
 use rayon::prelude::*;
 
@@ -108,6 +108,104 @@ pub(crate) fn whole_tiles(g: &Geometry, pass: Pass, isa: Isa) -> bool {
     }
 }
 
+// A tile's `EDGES`, bits of which taps read only the zero border, so that the tile skips their
+// multiply-adds, as oneDNN's direct kernels do: the border is 31 % of a 4×4 image's products
+// with its 3×3 neighbours, 16 % of an 8×8's and 8 % of a 16×16's, and the kernels run at the
+// FMA units' rate. `TOP`: the tile's first row's kernel row 0; `BOTTOM`: its last row's kernel
+// row 2; `LEFT`: each row's first position's kernel column 0; `RIGHT`: its last's column 2.
+const TOP: u8 = 1;
+const BOTTOM: u8 = 2;
+const LEFT: u8 = 4;
+const RIGHT: u8 = 8;
+
+/// Whether position `p` of a tile of `P` positions, `W` to a row, skips tap `(kh, kw)` by
+/// `EDGES`; a constant once the tile's loops are unrolled.
+#[inline(always)]
+const fn skips<const EDGES: u8, const P: usize, const W: usize>(
+    p: usize,
+    kh: usize,
+    kw: usize,
+) -> bool {
+    (EDGES & TOP != 0 && p < W && kh == 0)
+        || (EDGES & BOTTOM != 0 && p >= P - W && kh == 2)
+        || (EDGES & LEFT != 0 && p.is_multiple_of(W) && kw == 0)
+        || (EDGES & RIGHT != 0 && p % W == W - 1 && kw == 2)
+}
+
+/// `$body` with `$e` a constant equal to `$edges` (below 16), each value compiled apart so
+/// that a tile's skipped taps are known to the compiler.
+macro_rules! with_edges {
+    ($edges:expr, $e:ident => $body:expr) => {
+        match $edges {
+            0 => {
+                const $e: u8 = 0;
+                $body
+            }
+            1 => {
+                const $e: u8 = 1;
+                $body
+            }
+            2 => {
+                const $e: u8 = 2;
+                $body
+            }
+            3 => {
+                const $e: u8 = 3;
+                $body
+            }
+            4 => {
+                const $e: u8 = 4;
+                $body
+            }
+            5 => {
+                const $e: u8 = 5;
+                $body
+            }
+            6 => {
+                const $e: u8 = 6;
+                $body
+            }
+            7 => {
+                const $e: u8 = 7;
+                $body
+            }
+            8 => {
+                const $e: u8 = 8;
+                $body
+            }
+            9 => {
+                const $e: u8 = 9;
+                $body
+            }
+            10 => {
+                const $e: u8 = 10;
+                $body
+            }
+            11 => {
+                const $e: u8 = 11;
+                $body
+            }
+            12 => {
+                const $e: u8 = 12;
+                $body
+            }
+            13 => {
+                const $e: u8 = 13;
+                $body
+            }
+            14 => {
+                const $e: u8 = 14;
+                $body
+            }
+            15 => {
+                const $e: u8 = 15;
+                $body
+            }
+            edges => unreachable!("edges {edges}"),
+        }
+    };
+}
+
 /// Rows of [`SHORT_ROW`] outputs, shorter than a forward tile of `tile` positions, which the
 /// forward tiles cover whole rows at a time (`forward_spanning`): ResNet-18's and ResNet-50's
 /// 4×4 stage on AVX-512.
@@ -132,6 +230,11 @@ struct Layout {
     blocks: usize,
     /// Output positions per channel, `OH·OW`.
     positions: usize,
+    /// Zero rows above and columns left of the image, and its rows and columns: where a tile's
+    /// taps read only padding ([`Layout::edges`]).
+    padding: [usize; 2],
+    height: usize,
+    width: usize,
 }
 
 impl Layout {
@@ -142,7 +245,31 @@ impl Layout {
             stride: g.stride[0],
             blocks: g.channels_out / isa.lanes(),
             positions: g.out_positions(),
+            padding: g.padding,
+            height: g.height,
+            width: g.width,
         }
+    }
+
+    /// The [`EDGES`](TOP) of a tile over output rows `rows` and columns `columns`: which of
+    /// its outermost taps read a padded row or column.
+    fn edges(&self, rows: RangeInclusive<usize>, columns: RangeInclusive<usize>) -> u8 {
+        let s = self.stride;
+        let padding = |at: usize, axis: usize, size: usize| {
+            at < self.padding[axis] || at >= self.padding[axis] + size
+        };
+        let mut edges = 0;
+        for (reads_padding, edge) in [
+            (padding(rows.start() * s, 0, self.height), TOP),
+            (padding(rows.end() * s + 2, 0, self.height), BOTTOM),
+            (padding(columns.start() * s, 1, self.width), LEFT),
+            (padding(columns.end() * s + 2, 1, self.width), RIGHT),
+        ] {
+            if reads_padding {
+                edges |= edge;
+            }
+        }
+        edges
     }
 
     /// Checks, once per image, what the unsafe kernels rely on: the CPU has `isa`, the layout
@@ -671,14 +798,17 @@ unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize, const S: us
         };
         let mut w = 0;
         while w + P <= plan.ow {
-            unsafe {
-                forward_tile::<V, NB, P>(padded, weights, layout, blocked, tile(w), |p| p * S)
-            };
+            with_edges!(layout.edges(h..=h, w..=w + P - 1), E => unsafe {
+                forward_tile::<V, NB, P, P, E>(padded, weights, layout, blocked, tile(w), |p| p * S)
+            });
             w += P;
         }
-        // The rest of a row not a multiple of `P` wide, one position at a time.
+        // The rest of a row not a multiple of `P` wide (none of the zoo's), one position at a
+        // time, computing its border's products too.
         for w in w..plan.ow {
-            unsafe { forward_tile::<V, NB, 1>(padded, weights, layout, blocked, tile(w), |_| 0) };
+            unsafe {
+                forward_tile::<V, NB, 1, 1, 0>(padded, weights, layout, blocked, tile(w), |_| 0)
+            };
         }
     }
 }
@@ -715,7 +845,10 @@ unsafe fn forward_spanning<
             origin: h * row_stride,
         };
         let offset = |p: usize| (p / W) * row_stride + (p % W) * S;
-        unsafe { forward_tile::<V, NB, P>(padded, weights, layout, blocked, tile, offset) };
+        let edges = layout.edges(h..=h + rows - 1, 0..=W - 1);
+        with_edges!(edges, E => unsafe {
+            forward_tile::<V, NB, P, W, E>(padded, weights, layout, blocked, tile, offset)
+        });
     }
 }
 
@@ -728,14 +861,21 @@ struct Tile {
     origin: usize,
 }
 
-/// Output blocks `tile.block..+NB` at positions `tile.q..+P`, position `p` reading its first
-/// tap at `tile.origin + offset(p)` of each padded plane.
+/// Output blocks `tile.block..+NB` at positions `tile.q..+P`, `W` of them to a row, position
+/// `p` reading its first tap at `tile.origin + offset(p)` of each padded plane, skipping the
+/// taps `EDGES` says read padding.
 ///
 /// # Safety
 /// As [`forward_blocks`], with `tile.q + P ≤ OH·OW` and each position's origin the one
 /// `forward_blocks` derives (so every read is inside the planes, `Layout::check`).
 #[inline(always)]
-unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
+unsafe fn forward_tile<
+    V: Vector,
+    const NB: usize,
+    const P: usize,
+    const W: usize,
+    const EDGES: u8,
+>(
     padded: &[f32],
     weights: &[f32],
     layout: &Layout,
@@ -763,6 +903,9 @@ unsafe fn forward_tile<V: Vector, const NB: usize, const P: usize>(
                         *filter = V::load(tap.add(n * per_block));
                     }
                     for (p, acc) in acc.iter_mut().enumerate() {
+                        if skips::<EDGES, P, W>(p, kh, kw) {
+                            continue;
+                        }
                         let input = V::splat(at.add(offset(p)));
                         for (acc, filter) in acc.iter_mut().zip(filters) {
                             *acc = V::fma(filter, input, *acc);
@@ -965,28 +1108,29 @@ unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
 ) {
     let plan = &layout.plan;
     let per_block = plan.channels_in * TAPS * V::LANES;
-    let (x, dy, dw) = (padded.as_ptr(), blocked.as_ptr(), weight_grad.as_mut_ptr());
+    let dw = weight_grad.as_mut_ptr();
     let mut acc = [[unsafe { V::zero() }; TAPS]; GB];
-    // SAFETY: inputs as in `forward_tile`; gradient reads stay in block `block + GB − 1` of
-    // `C_out/L · OH·OW · L` floats, and the tile's writes in its blocks' channel `c`.
+    let at = (block, c);
+    // SAFETY: as `weight_grad_positions` requires, every position of the image once; the
+    // tile's writes stay in its blocks' channel `c`.
     unsafe {
-        let x = x.add(c * plan.plane);
+        // A row's first and last positions skip their border's taps; those between share the
+        // row's.
+        let last = plan.ow - 1;
         for h in 0..plan.oh {
-            for w in 0..plan.ow {
-                let q = h * plan.ow + w;
-                let mut grads = [V::zero(); GB];
-                for (n, grad) in grads.iter_mut().enumerate() {
-                    *grad = V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
-                }
-                let at = x.add(h * S * plan.wp + w * S);
-                for kh in 0..3 {
-                    for kw in 0..3 {
-                        let input = V::splat(at.add(kh * plan.wp + kw));
-                        for (acc, grad) in acc.iter_mut().zip(grads) {
-                            acc[kh * 3 + kw] = V::fma(grad, input, acc[kh * 3 + kw]);
-                        }
-                    }
-                }
+            with_edges!(layout.edges(h..=h, 0..=0), E => {
+                weight_grad_positions::<V, GB, S, E>(padded, blocked, layout, at, h, 0..1, &mut acc)
+            });
+            if last > 0 {
+                let row = layout.edges(h..=h, 1..=1) & (TOP | BOTTOM);
+                with_edges!(row, E => weight_grad_positions::<V, GB, S, E>(
+                    padded, blocked, layout, at, h, 1..last, &mut acc
+                ));
+                with_edges!(layout.edges(h..=h, last..=last), E => {
+                    weight_grad_positions::<V, GB, S, E>(
+                        padded, blocked, layout, at, h, last..last + 1, &mut acc
+                    )
+                });
             }
         }
         for (n, acc) in acc.iter().enumerate() {
@@ -994,6 +1138,50 @@ unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
             for (t, acc) in acc.iter().enumerate() {
                 let at = target.add(t * V::LANES);
                 V::add(V::load(at), *acc).store(at);
+            }
+        }
+    }
+}
+
+/// Adds to `acc`, output blocks `block..block + GB` × nine taps of input channel `c`, the
+/// products at output positions `(h, w)` for `w` in `columns`, skipping the taps `EDGES` says
+/// read padding there.
+///
+/// # Safety
+/// As [`weight_grad_tile`], with `h < OH` and `columns` inside `0..OW`.
+#[inline(always)]
+unsafe fn weight_grad_positions<V: Vector, const GB: usize, const S: usize, const EDGES: u8>(
+    padded: &[f32],
+    blocked: &[f32],
+    layout: &Layout,
+    (block, c): (usize, usize),
+    h: usize,
+    columns: Range<usize>,
+    acc: &mut [[V; TAPS]; GB],
+) {
+    let plan = &layout.plan;
+    let (x, dy) = (padded.as_ptr(), blocked.as_ptr());
+    // SAFETY: inputs as in `forward_tile`; gradient reads stay in block `block + GB − 1` of
+    // `C_out/L · OH·OW · L` floats.
+    unsafe {
+        let x = x.add(c * plan.plane + h * S * plan.wp);
+        for w in columns {
+            let q = h * plan.ow + w;
+            let mut grads = [V::zero(); GB];
+            for (n, grad) in grads.iter_mut().enumerate() {
+                *grad = V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
+            }
+            let at = x.add(w * S);
+            for kh in 0..3 {
+                for kw in 0..3 {
+                    if skips::<EDGES, 1, 1>(0, kh, kw) {
+                        continue;
+                    }
+                    let input = V::splat(at.add(kh * plan.wp + kw));
+                    for (acc, grad) in acc.iter_mut().zip(grads) {
+                        acc[kh * 3 + kw] = V::fma(grad, input, acc[kh * 3 + kw]);
+                    }
+                }
             }
         }
     }
