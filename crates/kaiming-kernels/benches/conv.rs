@@ -19,8 +19,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// `(model, batch, channels in, channels out, size, stride)`: a 3×3 convolution on `size ×
-/// size` images, as in that model's stages (ResNet-50's are its bottlenecks' 3×3s).
-const SHAPES: [(&str, usize, usize, usize, usize, usize); 12] = [
+/// size` images, as in that model's stem and stages (ResNet-50's are its bottlenecks' 3×3s).
+const SHAPES: [(&str, usize, usize, usize, usize, usize); 13] = [
+    ("resnet20", 128, 3, 16, 32, 1),
     ("resnet20", 128, 16, 16, 32, 1),
     ("resnet20", 128, 16, 32, 32, 2),
     ("resnet20", 128, 32, 32, 16, 1),

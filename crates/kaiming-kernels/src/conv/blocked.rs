@@ -22,6 +22,7 @@
 // The kernels exist only for x86_64; elsewhere `covers` is never asked (no `Isa` exists).
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
+use std::mem::MaybeUninit;
 use std::ops::{Range, RangeInclusive};
 
 use rayon::prelude::*;
@@ -83,24 +84,23 @@ pub(crate) fn covers(g: &Geometry, pass: Pass, isa: Isa) -> bool {
 }
 
 /// Whether `pass` of a covered `g` runs on whole register tiles only: forward passes and
-/// input gradients whose output channels pair up into `NB` vectors and whose rows hold a
-/// position tile or span whole ones ([`spans`]); lone vectors and the ends of rows take
-/// narrower tiles. Weight gradients always.
+/// input gradients whose rows hold a position tile or span whole ones ([`spans`]), `P` wide
+/// for pairs of output-channel vectors and `P1` for a lone one; the ends of narrower rows take
+/// one position at a time. Weight gradients always.
 pub(crate) fn whole_tiles(g: &Geometry, pass: Pass, isa: Isa) -> bool {
-    let (nb, p) = match isa {
-        Isa::Avx512 => (AVX512_NB, AVX512_P),
-        Isa::Avx2 => (AVX2_NB, AVX2_P),
+    let (nb, p, p1) = match isa {
+        Isa::Avx512 => (AVX512_NB, AVX512_P, AVX512_P1),
+        Isa::Avx2 => (AVX2_NB, AVX2_P, AVX2_P1),
     };
-    let tiled = |rows: usize, width: usize| width >= p || spans(rows, width, p);
+    let tiled = |channels: usize, rows: usize, width: usize| {
+        let fits = |tile: usize| width >= tile || spans(rows, width, tile);
+        fits(p) && (channels.is_multiple_of(nb * isa.lanes()) || fits(p1))
+    };
     match pass {
-        Pass::Forward => {
-            g.channels_out.is_multiple_of(nb * isa.lanes()) && tiled(g.out_height, g.out_width)
-        }
+        Pass::Forward => tiled(g.channels_out, g.out_height, g.out_width),
         // At stride 1 the forward tiles on the input's shape; at stride 2 class tiles, along
         // class rows of about half the output's width.
-        Pass::InputGrad if g.stride == [1, 1] => {
-            g.channels_in.is_multiple_of(nb * isa.lanes()) && tiled(g.height, g.width)
-        }
+        Pass::InputGrad if g.stride == [1, 1] => tiled(g.channels_in, g.height, g.width),
         Pass::InputGrad => {
             g.channels_in.is_multiple_of(nb * isa.lanes()) && g.width.min(g.out_width) >= p
         }
@@ -309,28 +309,114 @@ fn block_filters(weight: &[f32], per_output: usize, lanes: usize) -> Vec<f32> {
     blocked
 }
 
-/// `[C/L, Q, L]` → `[C, Q]` rows of `output`, each written once, through `epilogue`.
+/// `[C/L, Q, L]` → `[C, Q]` rows of `output`, each written once, through `epilogue`: `L × L`
+/// tiles transposed in registers (a float at a time, this pass and `block` took 5 % of a
+/// ResNet-20 step), the last `Q mod L` positions of each block a float at a time.
 fn unblock(
     blocked: &[f32],
     positions: usize,
-    lanes: usize,
+    isa: Isa,
     epilogue: Epilogue,
-    output: &mut [std::mem::MaybeUninit<f32>],
+    output: &mut [MaybeUninit<f32>],
 ) {
-    for (c, row) in output.chunks_exact_mut(positions).enumerate() {
-        let source = &blocked[(c / lanes) * positions * lanes + c % lanes..];
-        for (q, target) in row.iter_mut().enumerate() {
-            target.write(epilogue.apply(c, source[q * lanes]));
+    check_blocks(blocked.len(), output.len(), positions, isa);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has the instruction set (`Isa` exists only for one it has) and the
+    // lengths are whole blocks (`check_blocks`).
+    unsafe {
+        match isa {
+            Isa::Avx512 => x86::unblock_avx512(blocked, positions, epilogue, output),
+            Isa::Avx2 => x86::unblock_avx2(blocked, positions, epilogue, output),
         }
     }
 }
 
-/// `[C, Q]` → `[C/L, Q, L]`.
-fn block(rows: &[f32], positions: usize, lanes: usize, blocked: &mut [f32]) {
-    for (c, row) in rows.chunks_exact(positions).enumerate() {
-        let target = &mut blocked[(c / lanes) * positions * lanes + c % lanes..];
-        for (q, value) in row.iter().enumerate() {
-            target[q * lanes] = *value;
+/// `[C, Q]` → `[C/L, Q, L]`, as [`unblock`] in reverse.
+fn block(rows: &[f32], positions: usize, isa: Isa, blocked: &mut [f32]) {
+    check_blocks(rows.len(), blocked.len(), positions, isa);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `unblock`.
+    unsafe {
+        match isa {
+            Isa::Avx512 => x86::block_avx512(rows, positions, blocked),
+            Isa::Avx2 => x86::block_avx2(rows, positions, blocked),
+        }
+    }
+}
+
+/// Panics unless a conversion between `[C, Q]` and `[C/L, Q, L]` reads and writes whole
+/// blocks of `Q = positions`.
+fn check_blocks(from: usize, to: usize, positions: usize, isa: Isa) {
+    assert!(isa.supported(), "{isa:?} kernels on a CPU without {isa:?}");
+    assert_eq!(
+        from, to,
+        "the blocked and the plain layout hold as many floats"
+    );
+    assert!(
+        positions > 0 && from.is_multiple_of(positions * isa.lanes()),
+        "whole blocks of {positions} positions"
+    );
+}
+
+/// [`unblock`] for `V`.
+///
+/// # Safety
+/// As checked by [`check_blocks`], with `L = V::LANES`; inlined only into functions compiled
+/// for `V`'s instruction set.
+#[inline(always)]
+unsafe fn unblock_with<V: Vector>(
+    blocked: &[f32],
+    positions: usize,
+    epilogue: Epilogue,
+    output: &mut [MaybeUninit<f32>],
+) {
+    let lanes = V::LANES;
+    let whole = positions / lanes * lanes;
+    let out = output.as_mut_ptr().cast::<f32>();
+    for block in 0..output.len() / (positions * lanes) {
+        // SAFETY: block `block`'s positions and channels are inside both slices.
+        unsafe {
+            let from = blocked.as_ptr().add(block * positions * lanes);
+            for q in (0..whole).step_by(lanes) {
+                V::transpose(from.add(q * lanes), lanes, |j, v| {
+                    let c = block * lanes + j;
+                    epilogue.apply_lanes(c, v).store(out.add(c * positions + q));
+                });
+            }
+            for j in 0..lanes {
+                let c = block * lanes + j;
+                for q in whole..positions {
+                    let value = *from.add(q * lanes + j);
+                    out.add(c * positions + q).write(epilogue.apply(c, value));
+                }
+            }
+        }
+    }
+}
+
+/// [`block`] for `V`.
+///
+/// # Safety
+/// As [`unblock_with`].
+#[inline(always)]
+unsafe fn block_with<V: Vector>(rows: &[f32], positions: usize, blocked: &mut [f32]) {
+    let lanes = V::LANES;
+    let whole = positions / lanes * lanes;
+    for block in 0..rows.len() / (positions * lanes) {
+        // SAFETY: as in `unblock_with`.
+        unsafe {
+            let from = rows.as_ptr().add(block * lanes * positions);
+            let to = blocked.as_mut_ptr().add(block * positions * lanes);
+            for q in (0..whole).step_by(lanes) {
+                V::transpose(from.add(q), positions, |j, v| {
+                    v.store(to.add((q + j) * lanes))
+                });
+            }
+            for q in whole..positions {
+                for j in 0..lanes {
+                    *to.add(q * lanes + j) = *from.add(j * positions + q);
+                }
+            }
         }
     }
 }
@@ -388,7 +474,7 @@ pub(crate) fn forward(
                         Isa::Avx2 => x86::forward_avx2(padded, &weights, &layout, blocked),
                     }
                 }
-                unblock(blocked, layout.positions, isa.lanes(), epilogue, output);
+                unblock(blocked, layout.positions, isa, epilogue, output);
             })
         });
     // SAFETY: `unblock` wrote every channel's row of every image.
@@ -490,13 +576,7 @@ fn input_grad_strided(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Is
                         Isa::Avx2 => x86::input_grad_avx2(padded, &weights, &layout, blocked),
                     }
                 }
-                unblock(
-                    blocked,
-                    g.in_positions(),
-                    isa.lanes(),
-                    Epilogue::NONE,
-                    x_grad,
-                );
+                unblock(blocked, g.in_positions(), isa, Epilogue::NONE, x_grad);
             })
         });
     // SAFETY: `unblock` wrote every channel's row of every image.
@@ -593,7 +673,7 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
                     block(
                         &output_grad[image * grad_len..][..grad_len],
                         layout.positions,
-                        isa.lanes(),
+                        isa,
                         blocked,
                     );
                     layout.check(isa, padded, blocked, &weight_grad);
@@ -633,7 +713,48 @@ mod x86 {
         AVX2_GB, AVX2_NB, AVX2_P, AVX2_P1, AVX512_GB, AVX512_NB, AVX512_P, AVX512_P1, Layout,
         Transposed,
     };
+    use std::mem::MaybeUninit;
+
+    use crate::conv::epilogue::Epilogue;
     use crate::conv::vector::{Avx2, Avx512};
+
+    /// # Safety
+    /// The CPU has AVX-512F; the slices are as [`super::unblock_with`] requires.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn unblock_avx512(
+        blocked: &[f32],
+        positions: usize,
+        epilogue: Epilogue,
+        output: &mut [MaybeUninit<f32>],
+    ) {
+        unsafe { super::unblock_with::<Avx512>(blocked, positions, epilogue, output) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2; the slices are as [`super::unblock_with`] requires.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn unblock_avx2(
+        blocked: &[f32],
+        positions: usize,
+        epilogue: Epilogue,
+        output: &mut [MaybeUninit<f32>],
+    ) {
+        unsafe { super::unblock_with::<Avx2>(blocked, positions, epilogue, output) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the slices are as [`super::block_with`] requires.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block_avx512(rows: &[f32], positions: usize, blocked: &mut [f32]) {
+        unsafe { super::block_with::<Avx512>(rows, positions, blocked) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2; the slices are as [`super::block_with`] requires.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block_avx2(rows: &[f32], positions: usize, blocked: &mut [f32]) {
+        unsafe { super::block_with::<Avx2>(rows, positions, blocked) }
+    }
 
     /// # Safety
     /// The CPU has AVX-512F; the slices are as [`super::forward_image`] requires.

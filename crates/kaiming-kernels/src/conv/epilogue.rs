@@ -5,6 +5,7 @@
 use std::mem::MaybeUninit;
 
 use super::geometry::Geometry;
+use super::vector::Vector;
 
 /// A per-channel bias, then optionally a ReLU.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,26 @@ impl Epilogue<'_> {
             None => value,
         };
         if self.relu { value.max(0.0) } else { value }
+    }
+
+    /// [`Epilogue::apply`] to every lane of `value`, outputs of `channel`.
+    ///
+    /// # Safety
+    /// Inlined only into functions compiled for `V`'s instruction set.
+    #[inline(always)]
+    pub unsafe fn apply_lanes<V: Vector>(&self, channel: usize, value: V) -> V {
+        unsafe {
+            let value = match self.bias {
+                Some(bias) => V::add(value, V::splat(&bias[channel])),
+                None => value,
+            };
+            // `max` takes its second operand where the first is NaN, as `f32::max` does 0.
+            if self.relu {
+                V::max(value, V::zero())
+            } else {
+                value
+            }
+        }
     }
 
     /// Writes `source`, outputs of `channel`, into `target`.

@@ -13,6 +13,8 @@ pub(super) trait Vector: Copy {
     unsafe fn splat(from: *const f32) -> Self;
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     unsafe fn add(a: Self, b: Self) -> Self;
+    /// Lane by lane, `b` where `a` is NaN.
+    unsafe fn max(a: Self, b: Self) -> Self;
     unsafe fn store(self, to: *mut f32);
     /// The `n < LANES` floats at `from` in the first lanes, zero in the others; reads nothing
     /// past them (masked, so a row's tail at the end of its buffer is safe to read).
@@ -21,6 +23,10 @@ pub(super) trait Vector: Copy {
     unsafe fn store_first(self, to: *mut f32, n: usize);
     /// The sum of the lanes.
     unsafe fn sum(self) -> f32;
+    /// The `LANES × LANES` floats whose row `i` is at `from + i·stride`, transposed: calls
+    /// `column(j, v)` for every `j`, `v` holding column `j` (lane `i` from row `i`). The
+    /// channel-blocked layout's conversions, in registers instead of a float at a time.
+    unsafe fn transpose(from: *const f32, stride: usize, column: impl FnMut(usize, Self));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -57,6 +63,51 @@ mod x86 {
     #[derive(Clone, Copy)]
     pub(in crate::conv) struct Avx2(__m256);
 
+    // A transpose's first two steps, within each 128-bit lane of 4 floats: rows `4g..4g + 4`
+    // become `quads[4g + c]`, whose lane `k` holds those rows' column `4k + c`.
+    macro_rules! quads {
+        ($rows:expr, $unpacklo:ident, $unpackhi:ident, $shuffle:ident) => {{
+            let rows = $rows;
+            let mut quads = rows;
+            for g in 0..rows.len() / 4 {
+                let r = &rows[4 * g..4 * g + 4];
+                // Lane `k`: rows `4g`, `4g + 1` interleaved, columns `4k`, `4k + 1` (`lo`) and
+                // `4k + 2`, `4k + 3` (`hi`); likewise rows `4g + 2`, `4g + 3`.
+                let (lo01, hi01) = ($unpacklo(r[0], r[1]), $unpackhi(r[0], r[1]));
+                let (lo23, hi23) = ($unpacklo(r[2], r[3]), $unpackhi(r[2], r[3]));
+                quads[4 * g] = $shuffle::<0x44>(lo01, lo23);
+                quads[4 * g + 1] = $shuffle::<0xEE>(lo01, lo23);
+                quads[4 * g + 2] = $shuffle::<0x44>(hi01, hi23);
+                quads[4 * g + 3] = $shuffle::<0xEE>(hi01, hi23);
+            }
+            quads
+        }};
+    }
+
+    #[inline(always)]
+    unsafe fn quads_512(rows: [__m512; 16]) -> [__m512; 16] {
+        unsafe {
+            quads!(
+                rows,
+                _mm512_unpacklo_ps,
+                _mm512_unpackhi_ps,
+                _mm512_shuffle_ps
+            )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn quads_256(rows: [__m256; 8]) -> [__m256; 8] {
+        unsafe {
+            quads!(
+                rows,
+                _mm256_unpacklo_ps,
+                _mm256_unpackhi_ps,
+                _mm256_shuffle_ps
+            )
+        }
+    }
+
     // SAFETY (all methods): called only from functions compiled with the matching target
     // features, which the caller checked the CPU has; pointers are valid for one vector.
     impl Vector for Avx512 {
@@ -82,6 +133,10 @@ mod x86 {
             Self(unsafe { _mm512_add_ps(a.0, b.0) })
         }
         #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            Self(unsafe { _mm512_max_ps(a.0, b.0) })
+        }
+        #[inline(always)]
         unsafe fn store(self, to: *mut f32) {
             unsafe { _mm512_storeu_ps(to, self.0) }
         }
@@ -98,6 +153,29 @@ mod x86 {
             let mut lanes = [0f32; 16];
             unsafe { self.store(lanes.as_mut_ptr()) };
             lanes.iter().sum()
+        }
+        #[inline(always)]
+        unsafe fn transpose(from: *const f32, stride: usize, mut column: impl FnMut(usize, Self)) {
+            unsafe {
+                let rows: [__m512; 16] =
+                    std::array::from_fn(|i| _mm512_loadu_ps(from.add(i * stride)));
+                let quads = quads_512(rows);
+                // `quads[4g + c]`, 128-bit lane `k`: column `4k + c` of rows `4g..4g + 4`. Column
+                // `4k + c` gathers lane `k` of `quads[c]`, `quads[4 + c]`, `quads[8 + c]`,
+                // `quads[12 + c]`: a 4 × 4 transpose of 128-bit lanes.
+                for c in 0..4 {
+                    let (a, b) = (quads[c], quads[4 + c]);
+                    let (d, e) = (quads[8 + c], quads[12 + c]);
+                    let even_ab = _mm512_shuffle_f32x4::<0x88>(a, b);
+                    let odd_ab = _mm512_shuffle_f32x4::<0xDD>(a, b);
+                    let even_de = _mm512_shuffle_f32x4::<0x88>(d, e);
+                    let odd_de = _mm512_shuffle_f32x4::<0xDD>(d, e);
+                    column(c, Self(_mm512_shuffle_f32x4::<0x88>(even_ab, even_de)));
+                    column(4 + c, Self(_mm512_shuffle_f32x4::<0x88>(odd_ab, odd_de)));
+                    column(8 + c, Self(_mm512_shuffle_f32x4::<0xDD>(even_ab, even_de)));
+                    column(12 + c, Self(_mm512_shuffle_f32x4::<0xDD>(odd_ab, odd_de)));
+                }
+            }
         }
     }
 
@@ -124,6 +202,10 @@ mod x86 {
             Self(unsafe { _mm256_add_ps(a.0, b.0) })
         }
         #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            Self(unsafe { _mm256_max_ps(a.0, b.0) })
+        }
+        #[inline(always)]
         unsafe fn store(self, to: *mut f32) {
             unsafe { _mm256_storeu_ps(to, self.0) }
         }
@@ -140,6 +222,20 @@ mod x86 {
             let mut lanes = [0f32; 8];
             unsafe { self.store(lanes.as_mut_ptr()) };
             lanes.iter().sum()
+        }
+        #[inline(always)]
+        unsafe fn transpose(from: *const f32, stride: usize, mut column: impl FnMut(usize, Self)) {
+            unsafe {
+                let rows: [__m256; 8] =
+                    std::array::from_fn(|i| _mm256_loadu_ps(from.add(i * stride)));
+                let quads = quads_256(rows);
+                // `quads[4g + c]`, 128-bit lane `k`: column `4k + c` of rows `4g..4g + 4`.
+                for c in 0..4 {
+                    let (a, b) = (quads[c], quads[4 + c]);
+                    column(c, Self(_mm256_permute2f128_ps::<0x20>(a, b)));
+                    column(4 + c, Self(_mm256_permute2f128_ps::<0x31>(a, b)));
+                }
+            }
         }
     }
 }
