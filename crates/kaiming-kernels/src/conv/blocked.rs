@@ -6,8 +6,11 @@
 //! A vector holds one output channel block (`L` = 16 floats on AVX-512, 8 on AVX2) at one
 //! position, as oneDNN's `nChw16c` layout does. The forward tile is `NB` blocks × `P`
 //! consecutive positions of one output row: for every input channel and tap it loads `NB`
-//! weight vectors and broadcasts `P` input values from the zero-bordered planes `direct`
-//! builds, `NB·P` fused multiply-adds, and no lane ever holds a padding column. Rows of 4
+//! weight vectors and broadcasts `P` input values, `NB·P` fused multiply-adds, and no lane ever
+//! holds a padding column. The taps that would read the zero border are skipped (each border
+//! case compiled apart, `EDGES`), so where the border is one wide (every ResNet's) the tiles
+//! read the image itself; a wider one is copied into the zero-bordered planes `direct` builds
+//! ([`Planes`]). Rows of 4
 //! positions (the 4×4 stage on AVX-512, `P` = 8) are tiled two rows at a time instead. The
 //! weights are repacked once per call to `[C_out/L, C_in, 9, L]`; outputs are computed blocked,
 //! `[C_out/L, OH·OW, L]`, and transposed into NCHW while they are still in the cache.
@@ -15,7 +18,7 @@
 //! The weight gradient sums over positions, so its tile is the reduction's output: `NB` blocks
 //! of output channels × one input channel × all nine taps, accumulated in registers over every
 //! position of an image (no position is wasted either), from the output gradient transposed
-//! into the blocked layout and the padded input planes. The input gradient is the forward
+//! into the blocked layout and the input's planes. The input gradient is the forward
 //! convolution of the output gradient with the flipped kernel (`direct::flipped`) at stride 1,
 //! and four such correlations, one per parity class of input positions, at stride 2.
 
@@ -235,20 +238,72 @@ struct Layout {
     padding: [usize; 2],
     height: usize,
     width: usize,
+    /// Where the tiles read their inputs.
+    planes: Planes,
+}
+
+/// The planes a tile reads, indexed as the zero-bordered ones: padded position `(r, c)` of a
+/// plane at `r·row + c − shift`. Where the border is at most one row and column wide, the
+/// tiles skip every tap that reads it (the outermost ones, [`Layout::edges`]), so they read the
+/// image itself: no copy into bordered planes (5 % of a ResNet-20 step). A wider border (the
+/// input gradient of a convolution without padding) is copied, as `direct` does.
+#[derive(Debug, Clone, Copy)]
+struct Planes {
+    /// Whether the planes are `pad`'s bordered copy.
+    bordered: bool,
+    /// Floats per plane and per row.
+    plane: usize,
+    row: usize,
+    /// `padding[0]·row + padding[1]` for the image, 0 for bordered planes.
+    shift: usize,
 }
 
 impl Layout {
     fn new(g: &Geometry, isa: Isa) -> Self {
+        // Tiles never read past a plane's last row, so no slack is needed.
+        let plan = Plan::new(g, 1);
+        let planes = match g.padding.iter().all(|&p| p <= 1) {
+            true => Planes {
+                bordered: false,
+                plane: g.in_positions(),
+                row: g.width,
+                shift: g.padding[0] * g.width + g.padding[1],
+            },
+            false => Planes {
+                bordered: true,
+                plane: plan.plane,
+                row: plan.wp,
+                shift: 0,
+            },
+        };
         Self {
-            // Tiles never read past a plane's last row, so no slack is needed.
-            plan: Plan::new(g, 1),
+            plan,
             stride: g.stride[0],
             blocks: g.channels_out / isa.lanes(),
             positions: g.out_positions(),
             padding: g.padding,
             height: g.height,
             width: g.width,
+            planes,
         }
+    }
+
+    /// One image's planes for the tiles: `image` itself, or its bordered copy in `scratch`.
+    fn planes<'a>(&self, image: &'a [f32], scratch: &'a mut Vec<f32>, isa: Isa) -> &'a [f32] {
+        if !self.planes.bordered {
+            return image;
+        }
+        let padded = prefix(scratch, self.plan.padded_len);
+        pad(
+            image,
+            self.height,
+            self.width,
+            self.padding,
+            &self.plan,
+            padded,
+            isa,
+        );
+        padded
     }
 
     /// The [`EDGES`](TOP) of a tile over output rows `rows` and columns `columns`: which of
@@ -273,8 +328,9 @@ impl Layout {
     }
 
     /// Checks, once per image, what the unsafe kernels rely on: the CPU has `isa`, the layout
-    /// is this instruction set's, and the slices are as long as the layout says.
-    fn check(&self, isa: Isa, padded: &[f32], blocked: &[f32], weights: &[f32]) {
+    /// is this instruction set's, the slices are as long as the layout says, and the tiles
+    /// read the image itself only where they skip all of its border.
+    fn check(&self, isa: Isa, planes: &[f32], blocked: &[f32], weights: &[f32]) {
         let plan = &self.plan;
         assert!(isa.supported(), "{isa:?} kernels on a CPU without {isa:?}");
         assert_eq!(plan.kernel, 3, "the blocked kernels are 3×3");
@@ -289,7 +345,16 @@ impl Layout {
             reach(plan.oh) * plan.wp <= plan.plane,
             "rows read inside the padded plane"
         );
-        assert!(padded.len() >= plan.channels_in * plan.plane);
+        match self.planes.bordered {
+            true => assert!(planes.len() >= plan.channels_in * plan.plane),
+            false => {
+                assert!(
+                    self.padding.iter().all(|&p| p <= 1),
+                    "a border the tiles skip"
+                );
+                assert_eq!(planes.len(), plan.channels_in * self.height * self.width);
+            }
+        }
         assert_eq!(blocked.len(), plan.channels_out * self.positions);
         assert_eq!(weights.len(), plan.channels_out * plan.channels_in * TAPS);
     }
@@ -453,25 +518,16 @@ pub(crate) fn forward(
                 let Scratch {
                     columns, product, ..
                 } = scratch;
-                let padded = prefix(columns, layout.plan.padded_len);
-                pad(
-                    image,
-                    g.height,
-                    g.width,
-                    g.padding,
-                    &layout.plan,
-                    padded,
-                    isa,
-                );
+                let planes = layout.planes(image, columns, isa);
                 let blocked = prefix(product, per_image);
-                layout.check(isa, padded, blocked, &weights);
+                layout.check(isa, planes, blocked, &weights);
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the CPU has the instruction set and the slices are as the kernels
                 // require (`Layout::check`).
                 unsafe {
                     match isa {
-                        Isa::Avx512 => x86::forward_avx512(padded, &weights, &layout, blocked),
-                        Isa::Avx2 => x86::forward_avx2(padded, &weights, &layout, blocked),
+                        Isa::Avx512 => x86::forward_avx512(planes, &weights, &layout, blocked),
+                        Isa::Avx2 => x86::forward_avx2(planes, &weights, &layout, blocked),
                     }
                 }
                 unblock(blocked, layout.positions, isa, epilogue, output);
@@ -659,16 +715,7 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
                     columns, product, ..
                 } = scratch;
                 for image in images {
-                    let padded = prefix(columns, layout.plan.padded_len);
-                    pad(
-                        &x[image * image_len..][..image_len],
-                        g.height,
-                        g.width,
-                        g.padding,
-                        &layout.plan,
-                        padded,
-                        isa,
-                    );
+                    let planes = layout.planes(&x[image * image_len..][..image_len], columns, isa);
                     let blocked = prefix(product, grad_len);
                     block(
                         &output_grad[image * grad_len..][..grad_len],
@@ -676,16 +723,16 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
                         isa,
                         blocked,
                     );
-                    layout.check(isa, padded, blocked, &weight_grad);
+                    layout.check(isa, planes, blocked, &weight_grad);
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: as in `forward`.
                     unsafe {
                         match isa {
                             Isa::Avx512 => {
-                                x86::weight_grad_avx512(padded, blocked, &layout, &mut weight_grad)
+                                x86::weight_grad_avx512(planes, blocked, &layout, &mut weight_grad)
                             }
                             Isa::Avx2 => {
-                                x86::weight_grad_avx2(padded, blocked, &layout, &mut weight_grad)
+                                x86::weight_grad_avx2(planes, blocked, &layout, &mut weight_grad)
                             }
                         }
                     }
@@ -760,14 +807,14 @@ mod x86 {
     /// The CPU has AVX-512F; the slices are as [`super::forward_image`] requires.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward_avx512(
-        padded: &[f32],
+        planes: &[f32],
         weights: &[f32],
         layout: &Layout,
         blocked: &mut [f32],
     ) {
         unsafe {
             super::forward_image::<Avx512, AVX512_NB, AVX512_P, AVX512_P1>(
-                padded, weights, layout, blocked,
+                planes, weights, layout, blocked,
             )
         }
     }
@@ -776,13 +823,13 @@ mod x86 {
     /// The CPU has AVX2 and FMA; the slices are as [`super::forward_image`] requires.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn forward_avx2(
-        padded: &[f32],
+        planes: &[f32],
         weights: &[f32],
         layout: &Layout,
         blocked: &mut [f32],
     ) {
         unsafe {
-            super::forward_image::<Avx2, AVX2_NB, AVX2_P, AVX2_P1>(padded, weights, layout, blocked)
+            super::forward_image::<Avx2, AVX2_NB, AVX2_P, AVX2_P1>(planes, weights, layout, blocked)
         }
     }
 
@@ -822,13 +869,13 @@ mod x86 {
     /// The CPU has AVX-512F; the slices are as [`super::weight_grad_image`] requires.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn weight_grad_avx512(
-        padded: &[f32],
+        planes: &[f32],
         blocked: &[f32],
         layout: &Layout,
         weight_grad: &mut [f32],
     ) {
         unsafe {
-            super::weight_grad_image::<Avx512, AVX512_GB>(padded, blocked, layout, weight_grad)
+            super::weight_grad_image::<Avx512, AVX512_GB>(planes, blocked, layout, weight_grad)
         }
     }
 
@@ -836,30 +883,30 @@ mod x86 {
     /// The CPU has AVX2 and FMA; the slices are as [`super::weight_grad_image`] requires.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn weight_grad_avx2(
-        padded: &[f32],
+        planes: &[f32],
         blocked: &[f32],
         layout: &Layout,
         weight_grad: &mut [f32],
     ) {
-        unsafe { super::weight_grad_image::<Avx2, AVX2_GB>(padded, blocked, layout, weight_grad) }
+        unsafe { super::weight_grad_image::<Avx2, AVX2_GB>(planes, blocked, layout, weight_grad) }
     }
 }
 
-/// One image's blocked output `[C_out/L, OH·OW, L]` from its padded planes.
+/// One image's blocked output `[C_out/L, OH·OW, L]` from its planes ([`Planes`]).
 ///
 /// # Safety
 /// As checked by [`Layout::check`], with `L = V::LANES`; inlined only into functions compiled
 /// for `V`'s instruction set.
 #[inline(always)]
 unsafe fn forward_image<V: Vector, const NB: usize, const P: usize, const P1: usize>(
-    padded: &[f32],
+    planes: &[f32],
     weights: &[f32],
     layout: &Layout,
     blocked: &mut [f32],
 ) {
     match layout.stride {
-        1 => unsafe { forward_strided::<V, NB, P, P1, 1>(padded, weights, layout, blocked) },
-        _ => unsafe { forward_strided::<V, NB, P, P1, 2>(padded, weights, layout, blocked) },
+        1 => unsafe { forward_strided::<V, NB, P, P1, 1>(planes, weights, layout, blocked) },
+        _ => unsafe { forward_strided::<V, NB, P, P1, 2>(planes, weights, layout, blocked) },
     }
 }
 
@@ -875,17 +922,17 @@ unsafe fn forward_strided<
     const P1: usize,
     const S: usize,
 >(
-    padded: &[f32],
+    planes: &[f32],
     weights: &[f32],
     layout: &Layout,
     blocked: &mut [f32],
 ) {
     let whole = layout.blocks / NB * NB;
     for block in (0..whole).step_by(NB) {
-        unsafe { forward_blocks::<V, NB, P, S>(padded, weights, layout, blocked, block) };
+        unsafe { forward_blocks::<V, NB, P, S>(planes, weights, layout, blocked, block) };
     }
     for block in whole..layout.blocks {
-        unsafe { forward_blocks::<V, 1, P1, S>(padded, weights, layout, blocked, block) };
+        unsafe { forward_blocks::<V, 1, P1, S>(planes, weights, layout, blocked, block) };
     }
 }
 
@@ -898,7 +945,7 @@ unsafe fn forward_strided<
 /// As [`forward_image`], with `block + NB ≤ C_out/L` and `S` the layout's stride.
 #[inline(always)]
 unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize, const S: usize>(
-    padded: &[f32],
+    planes: &[f32],
     weights: &[f32],
     layout: &Layout,
     blocked: &mut [f32],
@@ -907,7 +954,7 @@ unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize, const S: us
     let plan = &layout.plan;
     if spans(plan.oh, plan.ow, P) {
         unsafe {
-            forward_spanning::<V, NB, P, S, SHORT_ROW>(padded, weights, layout, blocked, block)
+            forward_spanning::<V, NB, P, S, SHORT_ROW>(planes, weights, layout, blocked, block)
         };
         return;
     }
@@ -915,21 +962,21 @@ unsafe fn forward_blocks<V: Vector, const NB: usize, const P: usize, const S: us
         let tile = |w: usize| Tile {
             block,
             q: h * plan.ow + w,
-            origin: h * S * plan.wp + w * S,
+            origin: h * S * layout.planes.row + w * S,
         };
         let mut w = 0;
         while w + P <= plan.ow {
             with_edges!(layout.edges(h..=h, w..=w + P - 1), E => unsafe {
-                forward_tile::<V, NB, P, P, E>(padded, weights, layout, blocked, tile(w), |p| p * S)
+                forward_tile::<V, NB, P, P, E>(planes, weights, layout, blocked, tile(w), |p| p * S)
             });
             w += P;
         }
         // The rest of a row not a multiple of `P` wide (none of the zoo's), one position at a
-        // time, computing its border's products too.
+        // time.
         for w in w..plan.ow {
-            unsafe {
-                forward_tile::<V, NB, 1, 1, 0>(padded, weights, layout, blocked, tile(w), |_| 0)
-            };
+            with_edges!(layout.edges(h..=h, w..=w), E => unsafe {
+                forward_tile::<V, NB, 1, 1, E>(planes, weights, layout, blocked, tile(w), |_| 0)
+            });
         }
     }
 }
@@ -950,7 +997,7 @@ unsafe fn forward_spanning<
     const S: usize,
     const W: usize,
 >(
-    padded: &[f32],
+    planes: &[f32],
     weights: &[f32],
     layout: &Layout,
     blocked: &mut [f32],
@@ -958,7 +1005,7 @@ unsafe fn forward_spanning<
 ) {
     let plan = &layout.plan;
     let rows = P / W;
-    let row_stride = S * plan.wp;
+    let row_stride = S * layout.planes.row;
     for h in (0..plan.oh).step_by(rows) {
         let tile = Tile {
             block,
@@ -968,13 +1015,13 @@ unsafe fn forward_spanning<
         let offset = |p: usize| (p / W) * row_stride + (p % W) * S;
         let edges = layout.edges(h..=h + rows - 1, 0..=W - 1);
         with_edges!(edges, E => unsafe {
-            forward_tile::<V, NB, P, W, E>(padded, weights, layout, blocked, tile, offset)
+            forward_tile::<V, NB, P, W, E>(planes, weights, layout, blocked, tile, offset)
         });
     }
 }
 
 /// Where a forward tile starts: its first output block, its first output position (`OH·OW`
-/// flattened) and where that position's first tap is in a padded plane.
+/// flattened) and where that position's first tap is, as a padded position ([`Planes`]).
 #[derive(Clone, Copy)]
 struct Tile {
     block: usize,
@@ -983,8 +1030,8 @@ struct Tile {
 }
 
 /// Output blocks `tile.block..+NB` at positions `tile.q..+P`, `W` of them to a row, position
-/// `p` reading its first tap at `tile.origin + offset(p)` of each padded plane, skipping the
-/// taps `EDGES` says read padding.
+/// `p` reading its first tap at padded position `tile.origin + offset(p)` of each plane
+/// ([`Planes`]), skipping the taps `EDGES` says read padding.
 ///
 /// # Safety
 /// As [`forward_blocks`], with `tile.q + P ≤ OH·OW` and each position's origin the one
@@ -997,7 +1044,7 @@ unsafe fn forward_tile<
     const W: usize,
     const EDGES: u8,
 >(
-    padded: &[f32],
+    planes: &[f32],
     weights: &[f32],
     layout: &Layout,
     blocked: &mut [f32],
@@ -1005,19 +1052,30 @@ unsafe fn forward_tile<
     offset: impl Fn(usize) -> usize,
 ) {
     let plan = &layout.plan;
+    let Planes {
+        plane, row, shift, ..
+    } = layout.planes;
     let per_block = plan.channels_in * TAPS * V::LANES;
     let mut acc = [[unsafe { V::zero() }; NB]; P];
-    // SAFETY: the highest input read is `(C_in − 1)·plane + ((OH − 1)·S + 2)·Wp + (OW − 1)·S + 2`,
-    // inside the last plane (`Layout::check`); the highest weight is the last block's last.
+    // SAFETY: each tap read is at planes position `(r, c)` of a plane, `r·row + c − shift`:
+    // inside bordered planes (the highest, `(C_in − 1)·plane + ((OH − 1)·S + 2)·Wp + (OW − 1)·S
+    // + 2`, is in the last plane, `Layout::check`), and inside the image where the planes are
+    // the image (a border of at most one, `Layout::check`), whose border's taps are those
+    // `EDGES` skips. The address arithmetic wraps, since a skipped tap's address may lie before
+    // the image; only the taps read are dereferenced. The highest weight is the last block's
+    // last.
     unsafe {
-        let x = padded.as_ptr().add(tile.origin);
+        let x = planes
+            .as_ptr()
+            .wrapping_sub(shift)
+            .wrapping_add(tile.origin);
         let weights = weights.as_ptr().add(tile.block * per_block);
         for c in 0..plan.channels_in {
-            let x = x.add(c * plan.plane);
+            let x = x.wrapping_add(c * plane);
             let weights = weights.add(c * TAPS * V::LANES);
             for kh in 0..3 {
                 for kw in 0..3 {
-                    let at = x.add(kh * plan.wp + kw);
+                    let at = x.wrapping_add(kh * row + kw);
                     let tap = weights.add((kh * 3 + kw) * V::LANES);
                     let mut filters = [V::zero(); NB];
                     for (n, filter) in filters.iter_mut().enumerate() {
@@ -1027,7 +1085,7 @@ unsafe fn forward_tile<
                         if skips::<EDGES, P, W>(p, kh, kw) {
                             continue;
                         }
-                        let input = V::splat(at.add(offset(p)));
+                        let input = V::splat(at.wrapping_add(offset(p)));
                         for (acc, filter) in acc.iter_mut().zip(filters) {
                             *acc = V::fma(filter, input, *acc);
                         }
@@ -1170,15 +1228,15 @@ unsafe fn class_tile<V: Vector, const NB: usize, const P: usize>(
     }
 }
 
-/// Adds one image's weight gradient to `weight_grad` (`[C_out/L, C_in, 9, L]`), from its padded
-/// planes and blocked output gradient `[C_out/L, OH·OW, L]`.
+/// Adds one image's weight gradient to `weight_grad` (`[C_out/L, C_in, 9, L]`), from its
+/// planes ([`Planes`]) and blocked output gradient `[C_out/L, OH·OW, L]`.
 ///
 /// # Safety
 /// As checked by [`Layout::check`], with `L = V::LANES`; inlined only into functions compiled
 /// for `V`'s instruction set.
 #[inline(always)]
 unsafe fn weight_grad_image<V: Vector, const GB: usize>(
-    padded: &[f32],
+    planes: &[f32],
     blocked: &[f32],
     layout: &Layout,
     weight_grad: &mut [f32],
@@ -1190,10 +1248,10 @@ unsafe fn weight_grad_image<V: Vector, const GB: usize>(
             let at = (block, c);
             match layout.stride {
                 1 => unsafe {
-                    weight_grad_tile::<V, GB, 1>(padded, blocked, layout, weight_grad, at)
+                    weight_grad_tile::<V, GB, 1>(planes, blocked, layout, weight_grad, at)
                 },
                 _ => unsafe {
-                    weight_grad_tile::<V, GB, 2>(padded, blocked, layout, weight_grad, at)
+                    weight_grad_tile::<V, GB, 2>(planes, blocked, layout, weight_grad, at)
                 },
             }
         }
@@ -1203,10 +1261,10 @@ unsafe fn weight_grad_image<V: Vector, const GB: usize>(
             let at = (block, c);
             match layout.stride {
                 1 => unsafe {
-                    weight_grad_tile::<V, 1, 1>(padded, blocked, layout, weight_grad, at)
+                    weight_grad_tile::<V, 1, 1>(planes, blocked, layout, weight_grad, at)
                 },
                 _ => unsafe {
-                    weight_grad_tile::<V, 1, 2>(padded, blocked, layout, weight_grad, at)
+                    weight_grad_tile::<V, 1, 2>(planes, blocked, layout, weight_grad, at)
                 },
             }
         }
@@ -1221,7 +1279,7 @@ unsafe fn weight_grad_image<V: Vector, const GB: usize>(
 /// stride.
 #[inline(always)]
 unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
-    padded: &[f32],
+    planes: &[f32],
     blocked: &[f32],
     layout: &Layout,
     weight_grad: &mut [f32],
@@ -1240,16 +1298,16 @@ unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
         let last = plan.ow - 1;
         for h in 0..plan.oh {
             with_edges!(layout.edges(h..=h, 0..=0), E => {
-                weight_grad_positions::<V, GB, S, E>(padded, blocked, layout, at, h, 0..1, &mut acc)
+                weight_grad_positions::<V, GB, S, E>(planes, blocked, layout, at, h, 0..1, &mut acc)
             });
             if last > 0 {
                 let row = layout.edges(h..=h, 1..=1) & (TOP | BOTTOM);
                 with_edges!(row, E => weight_grad_positions::<V, GB, S, E>(
-                    padded, blocked, layout, at, h, 1..last, &mut acc
+                    planes, blocked, layout, at, h, 1..last, &mut acc
                 ));
                 with_edges!(layout.edges(h..=h, last..=last), E => {
                     weight_grad_positions::<V, GB, S, E>(
-                        padded, blocked, layout, at, h, last..last + 1, &mut acc
+                        planes, blocked, layout, at, h, last..last + 1, &mut acc
                     )
                 });
             }
@@ -1272,7 +1330,7 @@ unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
 /// As [`weight_grad_tile`], with `h < OH` and `columns` inside `0..OW`.
 #[inline(always)]
 unsafe fn weight_grad_positions<V: Vector, const GB: usize, const S: usize, const EDGES: u8>(
-    padded: &[f32],
+    planes: &[f32],
     blocked: &[f32],
     layout: &Layout,
     (block, c): (usize, usize),
@@ -1281,24 +1339,27 @@ unsafe fn weight_grad_positions<V: Vector, const GB: usize, const S: usize, cons
     acc: &mut [[V; TAPS]; GB],
 ) {
     let plan = &layout.plan;
-    let (x, dy) = (padded.as_ptr(), blocked.as_ptr());
-    // SAFETY: inputs as in `forward_tile`; gradient reads stay in block `block + GB − 1` of
-    // `C_out/L · OH·OW · L` floats.
+    let Planes {
+        plane, row, shift, ..
+    } = layout.planes;
+    let (x, dy) = (planes.as_ptr(), blocked.as_ptr());
+    // SAFETY: inputs as in `forward_tile` (reads at `r·row + c − shift`, the address arithmetic
+    // wrapping); gradient reads stay in block `block + GB − 1` of `C_out/L · OH·OW · L` floats.
     unsafe {
-        let x = x.add(c * plan.plane + h * S * plan.wp);
+        let x = x.wrapping_sub(shift).wrapping_add(c * plane + h * S * row);
         for w in columns {
             let q = h * plan.ow + w;
             let mut grads = [V::zero(); GB];
             for (n, grad) in grads.iter_mut().enumerate() {
                 *grad = V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
             }
-            let at = x.add(w * S);
+            let at = x.wrapping_add(w * S);
             for kh in 0..3 {
                 for kw in 0..3 {
                     if skips::<EDGES, 1, 1>(0, kh, kw) {
                         continue;
                     }
-                    let input = V::splat(at.add(kh * plan.wp + kw));
+                    let input = V::splat(at.wrapping_add(kh * row + kw));
                     for (acc, grad) in acc.iter_mut().zip(grads) {
                         acc[kh * 3 + kw] = V::fma(grad, input, acc[kh * 3 + kw]);
                     }
