@@ -36,6 +36,13 @@ const SHAPES: [(&str, usize, usize, usize, usize, usize); 13] = [
     ("resnet50", 32, 256, 256, 8, 1),
 ];
 
+/// The allocator the `train` binary uses: a call's output reuses the pages the last call freed.
+/// With the system allocator, an output above glibc's 32 MiB mapping threshold (ResNet-18's
+/// 64-channel 32×32 layer: 33.5 MB) was mapped afresh and page-faulted on every call, about
+/// 12 of that layer's 56 ms, which training does not pay.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let values: Vec<f32> = (0..shape.iter().product::<usize>())
