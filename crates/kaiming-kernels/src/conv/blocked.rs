@@ -56,18 +56,23 @@ impl Isa {
 
 // The register tiles of each instruction set: output blocks per forward tile (`NB`) and
 // positions per forward tile (`P`; a lone block, where the blocks are odd, takes `P1`), and
-// output blocks per weight-gradient tile (`GB`, times nine taps; a lone block takes one).
-// AVX-512 has 32 vector registers: 2 × 8 (or 1 × 16) accumulators in the forward tile, 2 × 9
-// in the weight gradient's. AVX2 has 16: 2 × 4 (or 1 × 8) and 1 × 9. (4 × 4 on AVX-512 ran
-// no faster than 2 × 8: the tiles are not bound by their loads.)
+// output blocks per weight-gradient tile (`GB`, a lone block takes one) times the taps of `GR`
+// kernel rows (the image is swept once per `GR` rows). AVX-512 has 32 vector registers:
+// 2 × 8 (or 1 × 16) accumulators in the forward tile, 2 × 9 taps in the weight gradient's.
+// AVX2 has 16: 2 × 4 (or 1 × 8), and 2 × 6 taps, then 2 × 3. (4 × 4 on AVX-512 ran no faster
+// than 2 × 8: the tiles are not bound by their loads. The weight gradient's are: each tap
+// broadcasts an input, shared by the tile's blocks, so 1 × 9 on AVX2, ten loads for nine
+// multiply-adds, ran 1.5–2× slower than the forward pass; 2 × 6 + 2 × 3 load 13 for 18.)
 const AVX512_NB: usize = 2;
 const AVX512_P: usize = 8;
 const AVX512_P1: usize = 16;
 const AVX512_GB: usize = 2;
+const AVX512_GR: usize = 3;
 const AVX2_NB: usize = 2;
 const AVX2_P: usize = 4;
 const AVX2_P1: usize = 8;
-const AVX2_GB: usize = 1;
+const AVX2_GB: usize = 2;
+const AVX2_GR: usize = 2;
 
 /// Whether the blocked kernels compute `pass` of `g` on `isa`: a 3×3 convolution without
 /// dilation, padding below 3, stride 1 or 2, whose output channels (the input's, for the input
@@ -757,8 +762,8 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{
-        AVX2_GB, AVX2_NB, AVX2_P, AVX2_P1, AVX512_GB, AVX512_NB, AVX512_P, AVX512_P1, Layout,
-        Transposed,
+        AVX2_GB, AVX2_GR, AVX2_NB, AVX2_P, AVX2_P1, AVX512_GB, AVX512_GR, AVX512_NB, AVX512_P,
+        AVX512_P1, Layout, Transposed,
     };
     use std::mem::MaybeUninit;
 
@@ -875,7 +880,12 @@ mod x86 {
         weight_grad: &mut [f32],
     ) {
         unsafe {
-            super::weight_grad_image::<Avx512, AVX512_GB>(planes, blocked, layout, weight_grad)
+            super::weight_grad_image::<Avx512, AVX512_GB, AVX512_GR>(
+                planes,
+                blocked,
+                layout,
+                weight_grad,
+            )
         }
     }
 
@@ -888,7 +898,9 @@ mod x86 {
         layout: &Layout,
         weight_grad: &mut [f32],
     ) {
-        unsafe { super::weight_grad_image::<Avx2, AVX2_GB>(planes, blocked, layout, weight_grad) }
+        unsafe {
+            super::weight_grad_image::<Avx2, AVX2_GB, AVX2_GR>(planes, blocked, layout, weight_grad)
+        }
     }
 }
 
@@ -1235,7 +1247,7 @@ unsafe fn class_tile<V: Vector, const NB: usize, const P: usize>(
 /// As checked by [`Layout::check`], with `L = V::LANES`; inlined only into functions compiled
 /// for `V`'s instruction set.
 #[inline(always)]
-unsafe fn weight_grad_image<V: Vector, const GB: usize>(
+unsafe fn weight_grad_image<V: Vector, const GB: usize, const GR: usize>(
     planes: &[f32],
     blocked: &[f32],
     layout: &Layout,
@@ -1245,40 +1257,67 @@ unsafe fn weight_grad_image<V: Vector, const GB: usize>(
     // Each call inlined here, compiled for `V`'s instruction set (a function pointer would not).
     for block in (0..whole).step_by(GB) {
         for c in 0..layout.plan.channels_in {
-            let at = (block, c);
-            match layout.stride {
-                1 => unsafe {
-                    weight_grad_tile::<V, GB, 1>(planes, blocked, layout, weight_grad, at)
-                },
-                _ => unsafe {
-                    weight_grad_tile::<V, GB, 2>(planes, blocked, layout, weight_grad, at)
-                },
-            }
+            unsafe {
+                weight_grad_rows::<V, GB, GR>(planes, blocked, layout, weight_grad, (block, c))
+            };
         }
     }
     for block in whole..layout.blocks {
         for c in 0..layout.plan.channels_in {
-            let at = (block, c);
-            match layout.stride {
-                1 => unsafe {
-                    weight_grad_tile::<V, 1, 1>(planes, blocked, layout, weight_grad, at)
-                },
-                _ => unsafe {
-                    weight_grad_tile::<V, 1, 2>(planes, blocked, layout, weight_grad, at)
-                },
-            }
+            unsafe {
+                weight_grad_rows::<V, 1, 3>(planes, blocked, layout, weight_grad, (block, c))
+            };
         }
     }
 }
 
-/// Adds to output blocks `block..block + GB` and input channel `c` of `weight_grad` their
-/// nine taps' sums over every position of the image.
+/// [`weight_grad_tile`] for every `GR` kernel rows, at the layout's stride.
 ///
 /// # Safety
-/// As [`weight_grad_image`], with `block + GB ≤ C_out/L`, `c < C_in` and `S` the layout's
-/// stride.
+/// As [`weight_grad_tile`].
 #[inline(always)]
-unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
+unsafe fn weight_grad_rows<V: Vector, const GB: usize, const GR: usize>(
+    planes: &[f32],
+    blocked: &[f32],
+    layout: &Layout,
+    weight_grad: &mut [f32],
+    at: (usize, usize),
+) {
+    macro_rules! rows_from {
+        ($kh:literal) => {
+            match layout.stride {
+                1 => unsafe {
+                    weight_grad_tile::<V, GB, GR, $kh, 1>(planes, blocked, layout, weight_grad, at)
+                },
+                _ => unsafe {
+                    weight_grad_tile::<V, GB, GR, $kh, 2>(planes, blocked, layout, weight_grad, at)
+                },
+            }
+        };
+    }
+    for first in (0..3).step_by(GR) {
+        match first {
+            0 => rows_from!(0),
+            1 => rows_from!(1),
+            _ => rows_from!(2),
+        }
+    }
+}
+
+/// Adds to output blocks `block..block + GB` and input channel `c` of `weight_grad` the sums
+/// over every position of the image of their taps in kernel rows `KH..(KH + GR).min(3)`.
+///
+/// # Safety
+/// As [`weight_grad_image`], with `block + GB ≤ C_out/L`, `c < C_in`, `KH < 3` and `S` the
+/// layout's stride.
+#[inline(always)]
+unsafe fn weight_grad_tile<
+    V: Vector,
+    const GB: usize,
+    const GR: usize,
+    const KH: usize,
+    const S: usize,
+>(
     planes: &[f32],
     blocked: &[f32],
     layout: &Layout,
@@ -1298,15 +1337,15 @@ unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
         let last = plan.ow - 1;
         for h in 0..plan.oh {
             with_edges!(layout.edges(h..=h, 0..=0), E => {
-                weight_grad_positions::<V, GB, S, E>(planes, blocked, layout, at, h, 0..1, &mut acc)
+                weight_grad_positions::<V, GB, GR, KH, S, E>(planes, blocked, layout, at, h, 0..1, &mut acc)
             });
             if last > 0 {
                 let row = layout.edges(h..=h, 1..=1) & (TOP | BOTTOM);
-                with_edges!(row, E => weight_grad_positions::<V, GB, S, E>(
+                with_edges!(row, E => weight_grad_positions::<V, GB, GR, KH, S, E>(
                     planes, blocked, layout, at, h, 1..last, &mut acc
                 ));
                 with_edges!(layout.edges(h..=h, last..=last), E => {
-                    weight_grad_positions::<V, GB, S, E>(
+                    weight_grad_positions::<V, GB, GR, KH, S, E>(
                         planes, blocked, layout, at, h, last..last + 1, &mut acc
                     )
                 });
@@ -1314,22 +1353,29 @@ unsafe fn weight_grad_tile<V: Vector, const GB: usize, const S: usize>(
         }
         for (n, acc) in acc.iter().enumerate() {
             let target = dw.add((block + n) * per_block + c * TAPS * V::LANES);
-            for (t, acc) in acc.iter().enumerate() {
+            for t in KH * 3..(KH + GR).min(3) * 3 {
                 let at = target.add(t * V::LANES);
-                V::add(V::load(at), *acc).store(at);
+                V::add(V::load(at), acc[t]).store(at);
             }
         }
     }
 }
 
-/// Adds to `acc`, output blocks `block..block + GB` × nine taps of input channel `c`, the
-/// products at output positions `(h, w)` for `w` in `columns`, skipping the taps `EDGES` says
-/// read padding there.
+/// Adds to `acc`, output blocks `block..block + GB` × the taps of input channel `c` in kernel
+/// rows `KH..(KH + GR).min(3)`, the products at output positions `(h, w)` for `w` in
+/// `columns`, skipping the taps `EDGES` says read padding there.
 ///
 /// # Safety
 /// As [`weight_grad_tile`], with `h < OH` and `columns` inside `0..OW`.
 #[inline(always)]
-unsafe fn weight_grad_positions<V: Vector, const GB: usize, const S: usize, const EDGES: u8>(
+unsafe fn weight_grad_positions<
+    V: Vector,
+    const GB: usize,
+    const GR: usize,
+    const KH: usize,
+    const S: usize,
+    const EDGES: u8,
+>(
     planes: &[f32],
     blocked: &[f32],
     layout: &Layout,
@@ -1354,7 +1400,7 @@ unsafe fn weight_grad_positions<V: Vector, const GB: usize, const S: usize, cons
                 *grad = V::load(dy.add(((block + n) * layout.positions + q) * V::LANES));
             }
             let at = x.wrapping_add(w * S);
-            for kh in 0..3 {
+            for kh in KH..(KH + GR).min(3) {
                 for kw in 0..3 {
                     if skips::<EDGES, 1, 1>(0, kh, kw) {
                         continue;
