@@ -157,10 +157,16 @@ fn kernels_for(g: &Geometry, pass: Pass) -> Kernels {
 /// register tiles (3×3, from 16 channels, up to ResNet-18's 512, the 4×4 stage's rows two at a
 /// time on AVX-512). A lone vector of output channels (16 channels on AVX-512) loses to the
 /// direct kernels in the forward pass and input gradient, and other rows shorter than a
-/// position tile to GEMMs.
+/// position tile to GEMMs. On AVX2 the weight gradient of rows of 4 goes to GEMMs too: its
+/// tiles, swept twice over a 4×4 image, spend more on their ends than on its 16 positions
+/// (ResNet-18's 512-channel layer: 76.9 ms against 66.6, where 8×8 rows take 52.1 against 64.9).
 fn blocked_pays(g: &Geometry, pass: Pass, isa: Isa) -> bool {
+    let short_weight_grad =
+        matches!((pass, isa), (Pass::WeightGrad, Isa::Avx2)) && g.out_width <= 4;
     // As for the direct kernels: images are spread over threads.
-    g.batch >= rayon::current_num_threads() && blocked::whole_tiles(g, pass, isa)
+    g.batch >= rayon::current_num_threads()
+        && blocked::whole_tiles(g, pass, isa)
+        && !short_weight_grad
 }
 
 /// Where the direct kernels beat im2col + GEMM, measured per pass with `cargo bench --bench
