@@ -1353,9 +1353,10 @@ unsafe fn weight_grad_tile<
         }
         for (n, acc) in acc.iter().enumerate() {
             let target = dw.add((block + n) * per_block + c * TAPS * V::LANES);
-            for t in KH * 3..(KH + GR).min(3) * 3 {
+            let taps = KH * 3..(KH + GR).min(3) * 3;
+            for (t, acc) in acc.iter().enumerate().take(taps.end).skip(taps.start) {
                 let at = target.add(t * V::LANES);
-                V::add(V::load(at), acc[t]).store(at);
+                V::add(V::load(at), *acc).store(at);
             }
         }
     }
