@@ -2,7 +2,7 @@
 //! convolution engine, the fused batch norm and residual closing) against the same step on
 //! burn's own flex operations (`kaiming_kernels::with_burn_path`): the loss and the evaluation
 //! logits within 1e-4 relative, and the gradient no further from burn's than burn's own is
-//! from itself when the input is scaled by 1 + 1e-6.
+//! from itself when the input is scaled by 1 + 1e-6 or 1 − 1e-6, whichever moves it more.
 //!
 //! Why that yardstick for the gradient and not 1e-4: the two paths sum in different orders,
 //! so pre-activations agree only to about 1e-7, and a ReLU whose input lies that close to zero
@@ -11,6 +11,9 @@
 //! the batch norms undo up to rounding) makes burn flip its own ReLUs the same way: measured,
 //! 1.17e-2 of the gradient's norm in ResNet-50's stem weight against burn itself, and 1.26e-2
 //! between the kernels and burn. A kernel with a missing tap or image is off by far more.
+//! Both scalings, because one draw of flips is a small sample for a small tensor: on an
+//! AVX2-only CPU a 32-element β of ResNet-20 was off by 1.13 times three times what the first
+//! scaling alone moved it, on the kernels before and after the AVX2 weight-gradient change.
 //! The per-convolution tests in `kaiming-kernels` compare at 1e-4, where no ReLU intervenes.
 
 use std::collections::BTreeMap;
@@ -98,12 +101,13 @@ fn gradient_error(a: &Grads, b: &Grads) -> f64 {
 /// is held to the yardstick of the module doc, taken for that parameter and for the whole
 /// gradient, whichever is larger: a ReLU flip moves a parameter's gradient by a share of its
 /// own norm, as the perturbation shows, and no more than it moves the whole.
-fn assert_each_gradient(config: &ModelConfig, ours: &Grads, burns: &Grads, perturbed: &Grads) {
-    let whole = gradient_error(perturbed, burns);
+fn assert_each_gradient(config: &ModelConfig, ours: &Grads, burns: &Grads, perturbed: &[Grads]) {
+    let whole = largest(perturbed.iter().map(|p| gradient_error(p, burns)));
     let mut worst = (0.0, String::new());
     for (path, burn) in burns {
         let error = relative_error(&ours[path], burn);
-        let yardstick = relative_error(&perturbed[path], burn).max(whole);
+        let own = largest(perturbed.iter().map(|p| relative_error(&p[path], burn)));
+        let yardstick = own.max(whole);
         let bound = 1e-4f64.max(3.0 * yardstick);
         assert!(
             error <= bound,
@@ -120,6 +124,11 @@ fn assert_each_gradient(config: &ModelConfig, ours: &Grads, burns: &Grads, pertu
     );
 }
 
+/// The largest of `values`.
+fn largest(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, f64::max)
+}
+
 fn compare(config: ModelConfig, batch: usize) {
     let device = Device::flex().autodiff();
     device.seed(7);
@@ -133,13 +142,17 @@ fn compare(config: ModelConfig, batch: usize) {
     let (loss, grads) = step(&model, x.clone(), targets.clone());
     let burn = |x: Tensor<4>| kaiming_kernels::with_burn_path(|| step(&model, x, targets.clone()));
     let (burn_loss, burn_grads) = burn(x.clone());
-    let (_, perturbed_grads) = burn(x.clone().mul_scalar(1.0 + 1e-6));
+    let perturbed_grads = [1.0 + 1e-6, 1.0 - 1e-6].map(|scale| burn(x.clone().mul_scalar(scale)).1);
     assert!(
         ((loss - burn_loss) / burn_loss).abs() < 1e-4,
         "{config}: loss {loss} against burn's {burn_loss}"
     );
     let error = gradient_error(&grads, &burn_grads);
-    let yardstick = gradient_error(&perturbed_grads, &burn_grads);
+    let yardstick = largest(
+        perturbed_grads
+            .iter()
+            .map(|p| gradient_error(p, &burn_grads)),
+    );
     assert!(
         error <= 1e-4f64.max(2.0 * yardstick),
         "{config}: gradient off by {error:e} of its norm; burn against itself: {yardstick:e}"
