@@ -7,7 +7,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape};
@@ -18,22 +18,34 @@ use kernels::{Affine, Layout};
 
 mod kernels;
 
-/// Batch norm in training mode, optionally followed by a ReLU, as one fused operation.
+/// Batch norm in training mode, optionally followed by a ReLU, as one fused operation, and the
+/// batch statistics it normalises with.
 ///
 /// Only flex implements it (and `Autodiff` over flex); [`crate::batch_norm`] calls it only
 /// there, and burn's `BatchNorm::forward` everywhere else.
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBatchNormBackend: Backend {
-    /// Normalises `x` (`[batch, channels, ...]`) with its own per-channel statistics, applies
-    /// `gamma` and `beta`, then a ReLU if `relu`. Returns the output, the mean and the biased
-    /// variance: what burn's `batch_norm_train` returns.
+    /// The per-channel mean and biased variance of `x` (`[batch, channels, ...]`): what burn's
+    /// `batch_norm_train` normalises with. Outside the autodiff graph: the backward of
+    /// [`fused_batch_norm_train`](Self::fused_batch_norm_train) accounts for them.
+    fn batch_norm_statistics(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Normalises `x` (`[batch, channels, ...]`) with its own per-channel statistics `mean`
+    /// and `variance` (from [`batch_norm_statistics`](Self::batch_norm_statistics), or gathered
+    /// by the convolution that wrote `x`, `crate::ConvEngineBackend::engine_conv2d_statistics`),
+    /// applies `gamma` and `beta`, then a ReLU if `relu`: burn's `batch_norm_train` output. Its
+    /// gradient with respect to `x` includes the statistics' dependence on `x`, so they take
+    /// none of their own.
+    #[allow(clippy::too_many_arguments)] // burn's `batch_norm` inputs and the ReLU switch
     fn fused_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
         epsilon: f64,
         relu: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    ) -> FloatTensor<Self>;
 
     /// The gradients of [`fused_batch_norm_train`](Self::fused_batch_norm_train) with respect
     /// to `x`, `gamma` and `beta`, given the gradient of its output and the statistics it
@@ -100,36 +112,35 @@ impl InferenceBatchNormBackend for Flex {
 }
 
 impl FusedBatchNormBackend for Flex {
+    fn batch_norm_statistics(x: FlexTensor) -> (FlexTensor, FlexTensor) {
+        let shape = x.shape();
+        let layout = Layout::of(&shape);
+        if x.dtype() != DType::F32 {
+            // Burn's training-mode norm with γ = 1 and β = 0 computes them.
+            let channels = Shape::new([layout.channels]);
+            let ones = Flex::float_ones(channels.clone(), &x.device(), x.dtype().into());
+            let zeros = Flex::float_zeros(channels, &x.device(), x.dtype().into());
+            let result = <Flex as ModuleOps<Flex>>::batch_norm_train(x, ones, zeros, 0.0);
+            return (result.mean, result.variance);
+        }
+        let x = contiguous(x);
+        let (mean, variance) = kernels::statistics(f32s(&x), layout);
+        let channels = Shape::new([layout.channels]);
+        (tensor(mean, channels.clone()), tensor(variance, channels))
+    }
+
     fn fused_batch_norm_train(
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
         epsilon: f64,
         relu: bool,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        if [&x, &gamma, &beta].iter().any(|t| t.dtype() != DType::F32) {
-            let result = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
-            let output = match relu {
-                true => Flex::relu(result.output),
-                false => result.output,
-            };
-            return (output, result.mean, result.variance);
-        }
-        let shape = x.shape();
-        let layout = Layout::of(&shape);
-        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
-        let (gamma, beta) = (f32s(&gamma), f32s(&beta));
-
-        let (mean, variance) = kernels::statistics(f32s(&x), layout);
-        let inv_std = kernels::inverse_std(&variance, epsilon);
-        let output = Affine::new(gamma, beta, &mean, &inv_std, relu).apply(f32s(&x), layout);
-
-        let channels = Shape::new([layout.channels]);
-        (
-            tensor(output, shape),
-            tensor(mean, channels.clone()),
-            tensor(variance, channels),
-        )
+    ) -> FlexTensor {
+        // Training normalises with the batch's statistics, given here: the arithmetic is
+        // evaluation's.
+        Flex::batch_norm_inference(x, gamma, beta, mean, variance, epsilon, relu)
     }
 
     fn fused_batch_norm_train_backward(
@@ -249,13 +260,22 @@ impl<B: FusedBatchNormBackend> Backward<B, 3> for FusedBatchNormStep {
 }
 
 impl<B: FusedBatchNormBackend, C: CheckpointStrategy> FusedBatchNormBackend for Autodiff<B, C> {
+    /// Computed on the inner backend, outside the graph.
+    fn batch_norm_statistics(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (mean, variance) = B::batch_norm_statistics(x.into_primitive());
+        (untracked(mean), untracked(variance))
+    }
+
     fn fused_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
         epsilon: f64,
         relu: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> FloatTensor<Self> {
+        let (mean, variance) = (mean.into_primitive(), variance.into_primitive());
         match FusedBatchNormStep
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
@@ -265,10 +285,12 @@ impl<B: FusedBatchNormBackend, C: CheckpointStrategy> FusedBatchNormBackend for 
                 let x_node = prep.checkpoint(&x);
                 let gamma_node = prep.checkpoint(&gamma);
                 let beta = beta.into_primitive();
-                let (output, mean, variance) = B::fused_batch_norm_train(
+                let output = B::fused_batch_norm_train(
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.clone(),
+                    mean.clone(),
+                    variance.clone(),
                     epsilon,
                     relu,
                 );
@@ -276,24 +298,22 @@ impl<B: FusedBatchNormBackend, C: CheckpointStrategy> FusedBatchNormBackend for 
                     x: x_node,
                     gamma: gamma_node,
                     beta,
-                    mean: mean.clone(),
-                    variance: variance.clone(),
+                    mean,
+                    variance,
                     epsilon,
                     relu,
                 };
-                let output = prep.finish(state, output);
-                (output, untracked(mean), untracked(variance))
+                prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => {
-                let (output, mean, variance) = B::fused_batch_norm_train(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                    relu,
-                );
-                (prep.finish(output), untracked(mean), untracked(variance))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_batch_norm_train(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                mean,
+                variance,
+                epsilon,
+                relu,
+            )),
         }
     }
 

@@ -23,10 +23,12 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Shape, Tensor};
 use burn_flex::FlexTensor;
 
+use crate::batch_norm::FusedBatchNormBackend;
 use crate::flex::{contiguous, f32s, tensor, untracked};
+use crate::moments::ImageMoments;
 use crate::routing::{ConvAlgorithm, Isa, conv_choice, cpu_suits_engine, kernels_enabled, on_flex};
 use epilogue::Epilogue;
 use geometry::Geometry;
@@ -98,6 +100,16 @@ pub trait ConvEngineBackend: Backend {
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self>;
+
+    /// [`engine_conv2d`](Self::engine_conv2d), with the per-channel mean and biased variance
+    /// of its output (what a training-mode batch norm after it normalises with, see
+    /// `crate::FusedBatchNormBackend::batch_norm_statistics`), gathered from each image as it
+    /// is written. The statistics are outside the autodiff graph.
+    fn engine_conv2d_statistics(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradient of [`engine_conv2d`](Self::engine_conv2d) with respect to `x` (whose
     /// shape it takes from `x`), given the gradient of its output.
@@ -221,6 +233,32 @@ impl ConvEngineBackend for Flex {
         engine_forward(x, weight, &options, Epilogue::NONE)
     }
 
+    fn engine_conv2d_statistics(
+        x: FlexTensor,
+        weight: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !engine_covers(&[&x, &weight], &options) {
+            let output = <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
+            let (mean, variance) = Flex::batch_norm_statistics(output.clone());
+            return (output, mean, variance);
+        }
+        let g = Geometry::new(&x.shape(), &weight.shape(), &options);
+        let moments = ImageMoments::new(g.batch, g.channels_out, g.out_positions());
+        let epilogue = Epilogue {
+            moments: Some(&moments),
+            ..Epilogue::NONE
+        };
+        let output = engine_forward(x, weight, &options, epilogue);
+        let (mean, variance) = moments.statistics();
+        let channels = Shape::new([g.channels_out]);
+        (
+            output,
+            tensor(mean, channels.clone()),
+            tensor(variance, channels),
+        )
+    }
+
     fn engine_conv2d_input_grad(
         x: FlexTensor,
         weight: FlexTensor,
@@ -282,6 +320,13 @@ fn engine_forward(
         Kernels::Blocked(isa) => blocked::forward(x, weight, &g, isa, epilogue),
         Kernels::Gemm => forward::forward(x, weight, &g, epilogue),
     };
+    if let (true, Some(moments)) = (g.is_empty(), epilogue.moments) {
+        // The kernels return zeros for an empty convolution without visiting an image.
+        let per_image = g.channels_out * g.out_positions();
+        for index in 0..g.batch {
+            moments.record(index, &output[index * per_image..][..per_image]);
+        }
+    }
     tensor(output, g.output_shape())
 }
 
@@ -319,6 +364,7 @@ impl InferenceConvBackend for Flex {
         let epilogue = Epilogue {
             bias: Some(f32s(&bias)),
             relu,
+            moments: None,
         };
         engine_forward(x, weight, &options, epilogue)
     }
@@ -368,32 +414,57 @@ impl<B: ConvEngineBackend> Backward<B, 2> for EngineConvStep {
     }
 }
 
+/// `forward` of `x` and `weight` on the inner backend, recorded as the engine's convolution:
+/// the output it returns joins the graph ([`EngineConvStep`]), what it returns besides stays
+/// outside.
+fn tracked<B: ConvEngineBackend, C: CheckpointStrategy, T>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    options: ConvOptions<2>,
+    forward: impl FnOnce(FloatTensor<B>, FloatTensor<B>, ConvOptions<2>) -> (FloatTensor<B>, T),
+) -> (FloatTensor<Autodiff<B, C>>, T) {
+    match EngineConvStep
+        .prepare::<C>([x.node(), weight.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let state = State {
+                x: prep.checkpoint(&x),
+                weight: prep.checkpoint(&weight),
+                options: options.clone(),
+            };
+            let (output, rest) = forward(x.into_primitive(), weight.into_primitive(), options);
+            (prep.finish(state, output), rest)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (output, rest) = forward(x.into_primitive(), weight.into_primitive(), options);
+            (prep.finish(output), rest)
+        }
+    }
+}
+
 impl<B: ConvEngineBackend, C: CheckpointStrategy> ConvEngineBackend for Autodiff<B, C> {
     fn engine_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match EngineConvStep
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = State {
-                    x: prep.checkpoint(&x),
-                    weight: prep.checkpoint(&weight),
-                    options: options.clone(),
-                };
-                let output = B::engine_conv2d(x.into_primitive(), weight.into_primitive(), options);
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::engine_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                options,
-            )),
-        }
+        let forward = |x, weight, options| (B::engine_conv2d(x, weight, options), ());
+        tracked::<B, C, _>(x, weight, options, forward).0
+    }
+
+    fn engine_conv2d_statistics(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let forward = |x, weight, options| {
+            let (output, mean, variance) = B::engine_conv2d_statistics(x, weight, options);
+            (output, (mean, variance))
+        };
+        let (output, (mean, variance)) = tracked::<B, C, _>(x, weight, options, forward);
+        (output, untracked(mean), untracked(variance))
     }
 
     /// Computed on the inner backend without recording a graph (not itself differentiable).

@@ -16,7 +16,8 @@
 //!   burn runs it on flex as generic tensor operations: two full layout copies (`swap_dims` +
 //!   `reshape`) for the per-channel statistics and about twenty passes over the activation,
 //!   each into a fresh buffer; here it takes two passes forward and two backward, the ReLU
-//!   included. In evaluation it is one pass.
+//!   included, and one forward where the convolution before it gathered the statistics
+//!   ([`conv2d_batch_norm`]). In evaluation it is one pass.
 //! - [`add_relu`]: the closing `relu(branch + shortcut)` of a residual block in one pass each
 //!   way.
 //!
@@ -30,6 +31,7 @@
 mod batch_norm;
 mod conv;
 mod flex;
+mod moments;
 mod residual;
 mod routing;
 mod scratch;
@@ -81,10 +83,14 @@ pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
 /// folded into the convolution: weights scaled by `γ/√(σ² + ε)` per output channel, and the
 /// bias `β − μ·γ/√(σ² + ε)` (plus the convolution's own, scaled) and the ReLU applied as the
 /// convolution writes each output, so the activation is written once instead of read and
-/// written again by the norm. Elsewhere it is [`conv2d`] then [`batch_norm`] or
-/// [`batch_norm_relu`]. Within 1e-5 of the unfolded result (the tests).
+/// written again by the norm. Within 1e-5 of the unfolded result (the tests). In training,
+/// where both take the fused kernels and the convolution has no bias, the convolution gathers
+/// the norm's batch statistics as it writes each image, so the norm reads its input once, to
+/// normalise it, instead of once more for the statistics. Elsewhere it is [`conv2d`] then
+/// [`batch_norm`] or [`batch_norm_relu`].
 pub fn conv2d_batch_norm(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
-    let options = match inference_applies(bn, &x) {
+    let training = conv.bias.is_none() && fused_applies(bn, &x);
+    let options = match training || inference_applies(bn, &x) {
         true => engine_options(conv, &x),
         false => None,
     };
@@ -95,6 +101,15 @@ pub fn conv2d_batch_norm(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, relu: bool
             false => batch_norm(bn, output),
         };
     };
+    if training {
+        let (output, mean, variance) = Dispatch::engine_conv2d_statistics(
+            x.into_dispatch(),
+            conv.weight.val().into_dispatch(),
+            options,
+        );
+        let (mean, variance) = (Tensor::from_dispatch(mean), Tensor::from_dispatch(variance));
+        return normalise(bn, Tensor::from_dispatch(output), mean, variance, relu);
+    }
     let device = x.device();
     let channels = conv.weight.dims()[0];
     let variance = bn.running_var.value().to_device(&device);
@@ -147,18 +162,31 @@ fn all_f32<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
 
 /// The fused training-mode batch norm, with burn's update of the running statistics.
 fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
+    let (mean, variance) = Dispatch::batch_norm_statistics(x.clone().into_dispatch());
+    let (mean, variance) = (Tensor::from_dispatch(mean), Tensor::from_dispatch(variance));
+    normalise(bn, x, mean, variance, relu)
+}
+
+/// The fused training-mode batch norm of `x` with its batch statistics `mean` and `variance`,
+/// which also move the running statistics exactly as in burn's `BatchNorm::forward`.
+fn normalise<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    mean: Tensor<1>,
+    variance: Tensor<1>,
+    relu: bool,
+) -> Tensor<D> {
     let device = x.device();
-    let (output, mean, variance) = Dispatch::fused_batch_norm_train(
+    let output = Dispatch::fused_batch_norm_train(
         x.into_dispatch(),
         bn.gamma.val().into_dispatch(),
         bn.beta.val().into_dispatch(),
+        mean.clone().into_dispatch(),
+        variance.clone().into_dispatch(),
         bn.epsilon,
         relu,
     );
-    let mean = Tensor::<1>::from_dispatch(mean);
-    let variance = Tensor::<1>::from_dispatch(variance);
 
-    // The running statistics move exactly as in burn's `BatchNorm::forward`.
     let momentum = bn.momentum;
     let running_mean = bn.running_mean.value_sync().to_device(&device);
     let running_var = bn.running_var.value_sync().to_device(&device);

@@ -72,6 +72,16 @@ pub(crate) unsafe fn assume_init(values: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     values
 }
 
+/// Written values as the floats they now hold.
+///
+/// # Safety
+/// Every element must have been written.
+pub(crate) unsafe fn written(values: &[MaybeUninit<f32>]) -> &[f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the caller vouches that every element
+    // is initialised.
+    unsafe { &*(values as *const [MaybeUninit<f32>] as *const [f32]) }
+}
+
 /// Sets `target` to zeros and returns it as the floats it now holds.
 pub(crate) fn zeroed(target: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     target.iter_mut().for_each(|value| {

@@ -308,10 +308,13 @@ fn the_extension_falls_back_to_burns_ops_in_half_precision() {
     };
     let (x_ours, x_burns) = (x(), x());
 
-    let (output, _, _) = Dispatch::fused_batch_norm_train(
+    let (mean, variance) = Dispatch::batch_norm_statistics(x_ours.clone().into_dispatch());
+    let output = Dispatch::fused_batch_norm_train(
         x_ours.clone().into_dispatch(),
         gamma().into_dispatch(),
         beta().into_dispatch(),
+        mean,
+        variance,
         bn.epsilon,
         true,
     );

@@ -13,10 +13,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use common::{assert_close, uniform};
+use common::{assert_close, assert_close_in_norm, uniform};
 use kaiming_kernels::{
-    ConvAlgorithm, ConvChoice, ConvEngineBackend, Isa, IsaChoice, batch_norm, batch_norm_relu,
-    conv2d, conv2d_batch_norm, engine_options, with_burn_path, with_conv_choice,
+    ConvAlgorithm, ConvChoice, ConvEngineBackend, FusedBatchNormBackend, Isa, IsaChoice,
+    batch_norm, batch_norm_relu, conv2d, conv2d_batch_norm, engine_options, fused_applies,
+    with_burn_path, with_conv_choice,
 };
 
 /// A copy of `conv` with its own parameter tensors (so two graphs can run backward).
@@ -447,22 +448,12 @@ fn trained_norm(channels: usize, device: &Device) -> BatchNorm {
 
 /// In evaluation the batch norm folded into the convolution (bias and ReLU applied as it writes)
 /// is within 1e-5 of the convolution followed by the norm — burn's own, and the one-pass kernel —
-/// on every path, with and without the ReLU and a convolution bias, on the CIFAR ResNets'
-/// layers, a strided projection, and 64 channels at 32×32 (one image per GEMM chunk).
+/// on every path, with and without the ReLU and a convolution bias, on [`norm_layers`].
 #[test]
 fn folded_batch_norm_matches_the_unfolded_one() {
     let device = Device::flex();
-    let layers = [
-        (config([3, 16], 3, 1, 1), [3, 3, 32, 32]),
-        (config([16, 16], 3, 1, 1), [3, 16, 32, 32]),
-        (config([16, 32], 3, 2, 1), [3, 16, 17, 17]),
-        (config([32, 32], 3, 1, 1).with_bias(true), [3, 32, 16, 16]),
-        (config([64, 64], 3, 1, 1), [3, 64, 8, 8]),
-        (config([32, 64], 1, 2, 0), [3, 32, 16, 16]),
-        (config([64, 8], 3, 1, 1).with_bias(true), [2, 64, 32, 32]),
-    ];
     for choice in choices() {
-        for (config, shape) in &layers {
+        for (config, shape) in &norm_layers() {
             let conv = config.init(&device);
             let bn = trained_norm(config.channels[1], &device);
             let x = Tensor::<4>::from_data(uniform(*shape, 4), &device);
@@ -501,4 +492,143 @@ fn folded_batch_norm_matches_the_unfolded_one() {
             }
         }
     }
+}
+
+/// The layers the batch-norm tests run on every path: the CIFAR ResNets' (the stem, stride 1,
+/// stride 2 on an odd size, the 8×8 stage), a bias, a strided 1×1 projection, and 64 channels
+/// at 32×32 (one image per GEMM chunk).
+fn norm_layers() -> [(Conv2dConfig, [usize; 4]); 7] {
+    [
+        (config([3, 16], 3, 1, 1), [3, 3, 32, 32]),
+        (config([16, 16], 3, 1, 1), [3, 16, 32, 32]),
+        (config([16, 32], 3, 2, 1), [3, 16, 17, 17]),
+        (config([32, 32], 3, 1, 1).with_bias(true), [3, 32, 16, 16]),
+        (config([64, 64], 3, 1, 1), [3, 64, 8, 8]),
+        (config([32, 64], 1, 2, 0), [3, 32, 16, 16]),
+        (config([64, 8], 3, 1, 1).with_bias(true), [2, 64, 32, 32]),
+    ]
+}
+
+/// In training, the statistics the convolution gathers as it writes each image are exactly
+/// those the norm would compute from the whole output (the same rows' moments, combined in the
+/// same order), and the output is the plain convolution's, on every path; an empty batch
+/// gives NaN statistics, as the mean of nothing.
+#[test]
+fn gathered_statistics_equal_the_norms_own() {
+    let device = Device::flex().autodiff();
+    let mut layers = norm_layers().to_vec();
+    layers.push((config([16, 16], 3, 1, 1), [0, 16, 8, 8]));
+    for choice in choices() {
+        for (config, shape) in &layers {
+            let what = format!("{config:?} on {shape:?} with {choice:?}");
+            let conv = config.init(&device);
+            let x = Tensor::<4>::from_data(uniform(*shape, 5), &device);
+            let options = engine_options(&conv, &x).expect("the engine applies");
+            let (x, weight) = (x.into_dispatch(), conv.weight.val().into_dispatch());
+            let (gathered, plain) = with_conv_choice(choice, || {
+                let gathered =
+                    Dispatch::engine_conv2d_statistics(x.clone(), weight.clone(), options.clone());
+                let plain = Dispatch::engine_conv2d(x, weight, options);
+                (gathered, plain)
+            });
+            let (output, mean, variance) = gathered;
+            let (own_mean, own_variance) = Dispatch::batch_norm_statistics(plain.clone());
+            let data = |t| Tensor::<1>::from_dispatch(t).to_data();
+            let output = Tensor::<4>::from_dispatch(output).to_data();
+            assert_eq!(
+                output,
+                Tensor::<4>::from_dispatch(plain).to_data(),
+                "{what}"
+            );
+            let (mean, variance) = (data(mean), data(variance));
+            if shape[0] == 0 {
+                let mut values = mean.iter::<f32>().chain(variance.iter::<f32>());
+                assert!(values.all(f32::is_nan), "{what}: {mean:?} {variance:?}");
+                continue;
+            }
+            assert_eq!(mean, data(own_mean), "{what}: mean");
+            assert_eq!(variance, data(own_variance), "{what}: variance");
+        }
+    }
+}
+
+/// In training, `conv2d_batch_norm` (the statistics gathered by the convolution where it has no
+/// bias, the norm fused) against burn's convolution and norm on the same parameters: output,
+/// running statistics (within 1e-4 of `max(1, |burn's|)`) and the gradients of input, weight,
+/// γ and β (within 1e-5 of their norm: [`assert_close_in_norm`]), on every path, with and
+/// without the ReLU.
+#[test]
+fn training_convolution_and_norm_match_burn() {
+    let device = Device::flex().autodiff();
+    for choice in choices() {
+        for (config, shape) in &norm_layers() {
+            for apply_relu in [false, true] {
+                let what = format!("{config:?} on {shape:?} with {choice:?}, relu {apply_relu}");
+                let conv = config.init(&device);
+                let bn = trained_norm(config.channels[1], &device);
+                let (conv_burns, bn_burns) = (twin(&conv, &device), norm_twin(&bn, &device));
+                let x = Tensor::<4>::from_data(uniform(*shape, 6), &device);
+                assert!(fused_applies(&bn, &x), "{what}");
+                let run = |conv: &Conv2d, bn: &BatchNorm, burn: bool| {
+                    let x = x.clone().require_grad();
+                    let forward = || {
+                        let output = bn.forward(conv.forward(x.clone()));
+                        match apply_relu {
+                            true => relu(output),
+                            false => output,
+                        }
+                    };
+                    let output = match burn {
+                        true => with_burn_path(forward),
+                        false => with_conv_choice(choice, || {
+                            conv2d_batch_norm(conv, bn, x.clone(), apply_relu)
+                        }),
+                    };
+                    let weighting = Tensor::<4>::from_data(uniform(output.dims(), 7), &device);
+                    let grads = (output.clone() * weighting).sum().backward();
+                    let grad = |p: &Param<Tensor<1>>| p.val().grad(&grads).unwrap().to_data();
+                    [
+                        output.to_data(),
+                        x.grad(&grads).unwrap().to_data(),
+                        conv.weight.val().grad(&grads).unwrap().to_data(),
+                        grad(&bn.gamma),
+                        grad(&bn.beta),
+                        bn.running_mean.value().to_data(),
+                        bn.running_var.value().to_data(),
+                    ]
+                };
+                let (ours, burns) = (run(&conv, &bn, false), run(&conv_burns, &bn_burns, true));
+                let names = [
+                    "output",
+                    "input gradient",
+                    "weight gradient",
+                    "γ gradient",
+                    "β gradient",
+                    "running mean",
+                    "running variance",
+                ];
+                for ((name, ours), burns) in names.iter().zip(ours).zip(burns) {
+                    let what = format!("{what}: {name}");
+                    match name.contains("gradient") {
+                        true => assert_close_in_norm(&what, ours, burns, 1e-5),
+                        false => assert_close(&what, ours, burns, 1e-4),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A copy of `bn` with its own parameters and running statistics.
+fn norm_twin(bn: &BatchNorm, device: &Device) -> BatchNorm {
+    let mut copy = bn.clone();
+    let own =
+        |p: &Param<Tensor<1>>| Param::from_tensor(Tensor::from_data(p.val().to_data(), device));
+    copy.gamma = own(&bn.gamma);
+    copy.beta = own(&bn.beta);
+    copy.running_mean =
+        RunningState::new(Tensor::from_data(bn.running_mean.value().to_data(), device));
+    copy.running_var =
+        RunningState::new(Tensor::from_data(bn.running_var.value().to_data(), device));
+    copy
 }

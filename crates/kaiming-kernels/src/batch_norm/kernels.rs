@@ -1,17 +1,14 @@
 //! Batch-norm arithmetic on contiguous f32 buffers of shape `[batch, channels, spatial]`.
 //!
 //! Each channel's values are `batch` rows of `spatial` contiguous floats. Sums run within a row
-//! in f32 across `LANES` independent accumulators (so the loop vectorises and rounding error
-//! stays that of a short sum), and across rows in f64.
+//! in f32 across independent accumulators, and across rows in f64 (`crate::moments`).
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::moments::{Moments, combine, lane_sum};
 use crate::unfilled;
-
-/// Independent partial sums per row: enough to fill a vector register and hide FMA latency.
-const LANES: usize = 16;
 
 /// Elements one rayon task handles at least, so small spatial sizes still split into tasks
 /// big enough to be worth scheduling.
@@ -57,51 +54,14 @@ impl Layout {
     }
 }
 
-/// `Σ term(a[i], b[i])` in `LANES` f32 accumulators (`a` and `b` have the same length).
-#[inline(always)]
-fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f64 {
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(&a, &b)| term(a, b))
-        .sum();
-    let mut lanes = [0f32; LANES];
-    for (a, b) in a_chunks.zip(b_chunks) {
-        let (a, b): (&[f32; LANES], &[f32; LANES]) = (a.try_into().unwrap(), b.try_into().unwrap());
-        for ((acc, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
-            *acc += term(a, b);
-        }
-    }
-    lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail)
-}
-
-/// Per-channel mean and biased variance (burn's `batch_norm_train` statistics), by two passes:
-/// the mean first, then the squared deviations from it, which avoids the cancellation of
-/// `E[x²] − E[x]²`.
+/// Per-channel mean and biased variance (burn's `batch_norm_train` statistics), from the
+/// moments of each channel's rows (`crate::moments`).
 pub(crate) fn statistics(x: &[f32], layout: Layout) -> (Vec<f32>, Vec<f32>) {
-    let count = layout.per_channel() as f64;
     (0..layout.channels)
         .into_par_iter()
         .map(|c| {
-            let mean = layout
-                .rows(x, c)
-                .map(|row| lane_sum(row, row, |x, _| x))
-                .sum::<f64>()
-                / count;
-            let m = mean as f32;
-            let variance = layout
-                .rows(x, c)
-                .map(|row| {
-                    lane_sum(row, row, |x, _| {
-                        let d = x - m;
-                        d * d
-                    })
-                })
-                .sum::<f64>()
-                / count;
-            (m, variance as f32)
+            let rows: Vec<Moments> = layout.rows(x, c).map(Moments::of).collect();
+            combine(&rows, layout.spatial)
         })
         .unzip()
 }

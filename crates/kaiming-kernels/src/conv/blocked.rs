@@ -518,7 +518,8 @@ pub(crate) fn forward(
     output
         .par_chunks_mut(per_image)
         .zip(x.par_chunks(image_len))
-        .for_each(|(output, image)| {
+        .enumerate()
+        .for_each(|(index, (output, image))| {
             with_scratch(|scratch| {
                 let Scratch {
                     columns, product, ..
@@ -536,6 +537,8 @@ pub(crate) fn forward(
                     }
                 }
                 unblock(blocked, layout.positions, isa, epilogue, output);
+                // SAFETY: `unblock` wrote every channel's row of the image.
+                unsafe { epilogue.finish_image(index, output) };
             })
         });
     // SAFETY: `unblock` wrote every channel's row of every image.

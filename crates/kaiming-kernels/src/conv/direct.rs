@@ -126,7 +126,8 @@ pub(crate) fn forward(
     output
         .par_chunks_mut(per_image)
         .zip(x.par_chunks(image_len))
-        .for_each(|(output, image)| {
+        .enumerate()
+        .for_each(|(index, (output, image))| {
             with_scratch(|scratch| {
                 let Scratch {
                     columns, product, ..
@@ -141,6 +142,8 @@ pub(crate) fn forward(
                         epilogue.write(o, row, &wide[h * plan.wp..][..plan.ow]);
                     }
                 }
+                // SAFETY: every channel's rows were copied out of the wide output above.
+                unsafe { epilogue.finish_image(index, output) };
             })
         });
     // SAFETY: every image's channels and rows were copied out of the wide output above.

@@ -1,18 +1,25 @@
-//! What a forward convolution applies to each output as it writes it: in evaluation, a batch
+//! What a forward convolution does with each output as it writes it: in evaluation, a batch
 //! norm folded into the weights leaves a per-channel bias, and the ReLU after it; both cost
 //! nothing while the value is in a register, and a pass over the activation each afterwards.
+//! In training, the statistics of the batch norm after the convolution are gathered from each
+//! image's output while it is still in cache, where the norm would read the whole activation
+//! from memory for them.
 
 use std::mem::MaybeUninit;
 
 use super::geometry::Geometry;
 use super::vector::Vector;
+use crate::moments::ImageMoments;
+use crate::unfilled;
 
-/// A per-channel bias, then optionally a ReLU.
+/// A per-channel bias, then optionally a ReLU; and where asked, each image's moments.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Epilogue<'a> {
     /// One value per output channel.
     pub bias: Option<&'a [f32]>,
     pub relu: bool,
+    /// Where each image's per-channel moments go, once it is written.
+    pub moments: Option<&'a ImageMoments>,
 }
 
 impl Epilogue<'_> {
@@ -20,6 +27,7 @@ impl Epilogue<'_> {
     pub const NONE: Epilogue<'static> = Epilogue {
         bias: None,
         relu: false,
+        moments: None,
     };
 
     /// Panics unless the bias has one value per output channel of `g`.
@@ -29,7 +37,7 @@ impl Epilogue<'_> {
         }
     }
 
-    /// Whether outputs are written as computed.
+    /// Whether outputs are written as computed (moments or not).
     pub fn is_none(&self) -> bool {
         self.bias.is_none() && !self.relu
     }
@@ -69,6 +77,17 @@ impl Epilogue<'_> {
         assert_eq!(target.len(), source.len());
         for (target, source) in target.iter_mut().zip(source) {
             target.write(self.apply(channel, *source));
+        }
+    }
+
+    /// Records image `index`'s moments, where they are gathered, from its whole output.
+    ///
+    /// # Safety
+    /// Every element of `output` has been written.
+    pub unsafe fn finish_image(&self, index: usize, output: &[MaybeUninit<f32>]) {
+        if let Some(moments) = self.moments {
+            // SAFETY: the caller vouches that the image is written.
+            moments.record(index, unsafe { unfilled::written(output) });
         }
     }
 }

@@ -40,20 +40,24 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: Epilogu
                 let rhs = input_columns(x, g, first, count, columns);
                 if count == 1 && epilogue.is_none() {
                     matmul_into(output, positions, w, rhs, gemm_threads);
-                    return;
-                }
-                // The product is [C_out, images·positions]; the output wants each image's
-                // channels together, through the epilogue.
-                let product = prefix(product, g.channels_out * k);
-                matmul(product, k, w, rhs, false, gemm_threads);
-                for (image, output) in output.chunks_exact_mut(per_image).enumerate() {
-                    for (o, output) in output.chunks_exact_mut(positions).enumerate() {
-                        epilogue.write(
-                            o,
-                            output,
-                            &product[o * k + image * positions..][..positions],
-                        );
+                } else {
+                    // The product is [C_out, images·positions]; the output wants each image's
+                    // channels together, through the epilogue.
+                    let product = prefix(product, g.channels_out * k);
+                    matmul(product, k, w, rhs, false, gemm_threads);
+                    for (image, output) in output.chunks_exact_mut(per_image).enumerate() {
+                        for (o, output) in output.chunks_exact_mut(positions).enumerate() {
+                            epilogue.write(
+                                o,
+                                output,
+                                &product[o * k + image * positions..][..positions],
+                            );
+                        }
                     }
+                }
+                for (image, output) in output.chunks_exact(per_image).enumerate() {
+                    // SAFETY: the GEMM or the copy above wrote the whole image.
+                    unsafe { epilogue.finish_image(first + image, output) };
                 }
             })
         });

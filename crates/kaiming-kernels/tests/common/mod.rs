@@ -28,6 +28,26 @@ pub fn assert_close(what: &str, ours: TensorData, burns: TensorData, tolerance: 
     );
 }
 
+/// Asserts `‖ours − burns‖ ≤ tolerance · ‖burns‖` (Euclidean norms): for gradients behind a
+/// batch norm, whose elements are sums that cancel (a channel's input gradient sums to zero),
+/// so an element's rounding error is a fraction of the terms it sums, not of its own size. A
+/// wrong element among thousands still moves the norm by far more than the tolerance.
+pub fn assert_close_in_norm(what: &str, ours: TensorData, burns: TensorData, tolerance: f64) {
+    let (ours, burns) = (
+        ours.try_to_vec::<f32>().unwrap(),
+        burns.try_to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(ours.len(), burns.len(), "{what}: sizes");
+    let norm = |values: &mut dyn Iterator<Item = f64>| values.map(|v| v * v).sum::<f64>().sqrt();
+    let difference = norm(&mut ours.iter().zip(&burns).map(|(a, b)| f64::from(a - b)));
+    let size = norm(&mut burns.iter().map(|&b| f64::from(b)));
+    assert!(
+        difference <= tolerance * size,
+        "{what}: off by {:e} of its norm > {tolerance:e}",
+        difference / size
+    );
+}
+
 /// `shape` filled with U(−1, 1) values from a ChaCha8 stream seeded with `seed`.
 ///
 /// Every test makes its inputs here, so this is also where the kernels' write checks are
