@@ -21,8 +21,9 @@ mod kernels;
 /// Batch norm in training mode, optionally followed by a ReLU, as one fused operation, and the
 /// batch statistics it normalises with.
 ///
-/// Only flex implements it (and `Autodiff` over flex); [`crate::batch_norm`] calls it only
-/// there, and burn's `BatchNorm::forward` everywhere else.
+/// Only flex implements it (and `Autodiff` over flex); [`crate::batch_norm`] and
+/// [`crate::conv2d_batch_norm`] call it only there, and burn's `BatchNorm::forward` everywhere
+/// else.
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBatchNormBackend: Backend {
     /// The per-channel mean and biased variance of `x` (`[batch, channels, ...]`): what burn's
@@ -49,7 +50,7 @@ pub trait FusedBatchNormBackend: Backend {
 
     /// The gradients of [`fused_batch_norm_train`](Self::fused_batch_norm_train) with respect
     /// to `x`, `gamma` and `beta`, given the gradient of its output and the statistics it
-    /// returned.
+    /// normalised with.
     #[allow(clippy::too_many_arguments)] // the forward's inputs, statistics and settings
     fn fused_batch_norm_train_backward(
         x: FloatTensor<Self>,

@@ -90,8 +90,9 @@ pub fn engine_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
 
 /// The engine's convolution (no bias, one group, symmetric padding) and its two gradients.
 ///
-/// Only flex implements it (and `Autodiff` over flex); [`conv2d`] calls it only there. Inputs
-/// it does not cover (another dtype) go to burn's own flex operations.
+/// Only flex implements it (and `Autodiff` over flex); [`conv2d`] and
+/// [`crate::conv2d_batch_norm`] call it only there. Inputs it does not cover (another dtype) go
+/// to burn's own flex operations.
 #[backend_extension(Flex, Autodiff)]
 pub trait ConvEngineBackend: Backend {
     /// Burn's `conv2d` of `x` with `weight`, without bias.

@@ -70,6 +70,9 @@ impl Moments {
 /// each, from their moments in order: `M = Σ Mᵢ + len·Σ(meanᵢ − mean)²` (Chan et al.). NaN for
 /// no values at all, as the mean of nothing.
 pub(crate) fn combine(rows: &[Moments], len: usize) -> (f32, f32) {
+    if rows.is_empty() || len == 0 {
+        return (f32::NAN, f32::NAN);
+    }
     let count = rows.len() as f64;
     let mean = rows.iter().map(|m| m.mean).sum::<f64>() / count;
     let squares: f64 = rows
@@ -145,7 +148,7 @@ impl ImageMoments {
 mod tests {
     use super::*;
 
-    /// The statistics in f64 by the definition, for rows of `len`.
+    /// The mean and biased variance of `values` in f64, by the definition.
     fn reference(values: &[f32]) -> (f64, f64) {
         let n = values.len() as f64;
         let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;

@@ -114,8 +114,9 @@ fn norm_relu(bn: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
 
 /// `conv` on `x`, then `bias` (Fixup's scalar between a convolution and its ReLU), the norm and,
 /// if `relu`, a ReLU: every convolution of the zoo with what follows it. A batch norm right
-/// after the convolution is folded into it in evaluation (`kaiming_kernels::conv2d_batch_norm`)
-/// unless an observer (LSUV) must see the convolution's own output.
+/// after the convolution is folded into it in evaluation, and in training takes the statistics
+/// the convolution gathers as it writes (`kaiming_kernels::conv2d_batch_norm`), unless an
+/// observer (LSUV) must see the convolution's own output.
 pub(crate) fn conv_norm(
     conv: &Conv2d,
     bias: &Option<Param<Tensor<1>>>,
