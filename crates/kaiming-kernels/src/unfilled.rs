@@ -82,13 +82,20 @@ pub(crate) unsafe fn written(values: &[MaybeUninit<f32>]) -> &[f32] {
     unsafe { &*(values as *const [MaybeUninit<f32>] as *const [f32]) }
 }
 
+/// [`written`], mutably.
+///
+/// # Safety
+/// Every element must have been written.
+pub(crate) unsafe fn written_mut(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: as for `written`.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Sets `target` to zeros and returns it as the floats it now holds.
 pub(crate) fn zeroed(target: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    target.iter_mut().for_each(|value| {
-        value.write(0.0);
-    });
-    // SAFETY: every element was just written, and `MaybeUninit<f32>` has `f32`'s layout.
-    unsafe { &mut *(target as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    target.fill(MaybeUninit::new(0.0));
+    // SAFETY: every element was just written.
+    unsafe { written_mut(target) }
 }
 
 #[cfg(test)]

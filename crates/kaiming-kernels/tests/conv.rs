@@ -495,11 +495,13 @@ fn folded_batch_norm_matches_the_unfolded_one() {
 }
 
 /// The layers the batch-norm tests run on every path: the CIFAR ResNets' (the stem, stride 1,
-/// stride 2 on an odd size, the 8×8 stage), a bias, a strided 1×1 projection, and 64 channels
-/// at 32×32 (one image per GEMM chunk).
-fn norm_layers() -> [(Conv2dConfig, [usize; 4]); 7] {
+/// stride 2 on an odd size, the 8×8 stage), a bias, a strided 1×1 projection, a bottleneck's
+/// 1×1 convolution with a bias at 16×16 (a GEMM per image, writing the output in place), and
+/// 64 channels at 32×32 (one image per GEMM chunk).
+fn norm_layers() -> [(Conv2dConfig, [usize; 4]); 8] {
     [
         (config([3, 16], 3, 1, 1), [3, 3, 32, 32]),
+        (config([64, 32], 1, 1, 0).with_bias(true), [3, 64, 16, 16]),
         (config([16, 16], 3, 1, 1), [3, 16, 32, 32]),
         (config([16, 32], 3, 2, 1), [3, 16, 17, 17]),
         (config([32, 32], 3, 1, 1).with_bias(true), [3, 32, 16, 16]),

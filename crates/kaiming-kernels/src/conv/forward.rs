@@ -1,12 +1,14 @@
 //! `y = conv(x, w)` as one GEMM per chunk of images: `Y[C_out, count·OH·OW] = W[C_out, J] ·
 //! columns[J, count·OH·OW]`.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::im2col::input_columns;
-use super::matmul::{View, matmul, matmul_into};
+use super::matmul::{Threads, View, matmul, matmul_into};
 use crate::scratch::{Scratch, prefix, with_scratch};
 use crate::unfilled;
 
@@ -38,8 +40,8 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: Epilogu
                     columns, product, ..
                 } = scratch;
                 let rhs = input_columns(x, g, first, count, columns);
-                if count == 1 && epilogue.is_none() {
-                    matmul_into(output, positions, w, rhs, gemm_threads);
+                if count == 1 {
+                    into_image(output, positions, w, rhs, epilogue, gemm_threads);
                 } else {
                     // The product is [C_out, images·positions]; the output wants each image's
                     // channels together, through the epilogue.
@@ -63,4 +65,30 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: Epilogu
         });
     // SAFETY: every chunk wrote all of its images, by GEMM or by copy.
     unsafe { unfilled::assume_init(output) }
+}
+
+/// One image's output `[C_out, positions]` as `w · rhs`, written by the GEMM itself: a bias is
+/// the value the GEMM accumulates onto, and a ReLU one pass over the image just written, so the
+/// product needs no buffer of its own and no copy into the output.
+fn into_image(
+    output: &mut [MaybeUninit<f32>],
+    positions: usize,
+    w: View,
+    rhs: View,
+    epilogue: Epilogue,
+    threads: Threads,
+) {
+    if epilogue.is_none() {
+        matmul_into(output, positions, w, rhs, threads);
+        return;
+    }
+    for (o, row) in output.chunks_exact_mut(positions).enumerate() {
+        row.fill(MaybeUninit::new(epilogue.bias.map_or(0.0, |bias| bias[o])));
+    }
+    // SAFETY: every row was just filled with its channel's bias.
+    let output = unsafe { unfilled::written_mut(output) };
+    matmul(output, positions, w, rhs, true, threads);
+    if epilogue.relu {
+        output.iter_mut().for_each(|value| *value = value.max(0.0));
+    }
 }

@@ -13,6 +13,13 @@ use super::matmul::Threads;
 /// burn's per-image GEMMs are slow there); far above it the im2col matrix leaves the cache.
 const TARGET_COLUMNS: usize = 2048;
 
+/// Output positions from which a pointwise convolution's image is a product of its own:
+/// ResNet-50's bottlenecks at 32×32 and 16×16 (CIFAR stem). Its GEMMs then read the input
+/// image and the output gradient where they lie and write the output and input gradient in
+/// place, where a chunk of several images is gathered into columns and its product copied out
+/// again.
+const IMAGE_COLUMNS: usize = 256;
+
 /// im2col floats a chunk may hold: 16 MiB, so memory stays flat whatever the batch.
 const COLUMNS_BUDGET: usize = 1 << 22;
 
@@ -143,9 +150,13 @@ impl Geometry {
     }
 
     /// Images per chunk: enough for [`TARGET_COLUMNS`] columns within [`COLUMNS_BUDGET`], and
-    /// no more than a fair share of the batch per thread, so every thread gets work.
+    /// no more than a fair share of the batch per thread, so every thread gets work; one for a
+    /// pointwise convolution of at least [`IMAGE_COLUMNS`] positions.
     pub fn images_per_chunk(&self, threads: usize) -> usize {
         let positions = self.out_positions().max(1);
+        if self.is_pointwise() && positions >= IMAGE_COLUMNS {
+            return 1;
+        }
         let wanted = TARGET_COLUMNS.div_ceil(positions);
         let affordable = COLUMNS_BUDGET / (positions * self.weights_per_output()).max(1);
         let share = self.batch.div_ceil(threads.max(1));
