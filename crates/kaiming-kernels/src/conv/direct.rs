@@ -579,6 +579,8 @@ mod tests {
     //! target-feature=+avx512f,+avx2,+fma" cargo +nightly miri test -p kaiming-kernels --lib
     //! direct` (the README's CPU section).
 
+    use std::io::Write;
+
     use burn::backend::ops::ConvOptions;
     use burn::tensor::Shape;
 
@@ -680,7 +682,12 @@ mod tests {
         ];
         for isa in [Isa::Avx512, Isa::Avx2] {
             if !isa.supported() {
-                eprintln!("not tested here: the {pass:?} kernels on {isa:?}, which this CPU lacks");
+                // Past the harness's capture, so a passing test's log says so too.
+                let said = writeln!(
+                    std::io::stderr(),
+                    "not tested here: the {pass:?} kernels on {isa:?}, which this CPU lacks"
+                );
+                said.expect("stderr is writable");
                 continue;
             }
             let mut blocked_runs = 0;
