@@ -91,9 +91,12 @@ impl FusedAddReluBackend for Flex {
             .zip(output.par_chunks(TASK).zip(output_grad.par_chunks(TASK)))
             .for_each(|(grad, (output, output_grad))| {
                 for ((grad, output), output_grad) in grad.iter_mut().zip(output).zip(output_grad) {
-                    // Burn's mask: zero where the output is at most zero (NaN keeps its gradient).
-                    let blocked = *output <= 0.0;
-                    grad.write(if blocked { 0.0 } else { *output_grad });
+                    // Burn's mask: zero where the output is at most zero (NaN keeps its
+                    // gradient). As bits, not a branch: the compiler made `if` a branch per
+                    // element, on a sign that is a coin toss, and the mispredictions made this
+                    // pass 6 % of a ResNet-20 step; the mask keeps it branch-free and vectorised.
+                    let keep = u32::from(!(*output <= 0.0)).wrapping_neg();
+                    grad.write(f32::from_bits(output_grad.to_bits() & keep));
                 }
             });
         // SAFETY: every element was written above.
