@@ -80,6 +80,23 @@ impl Epilogue<'_> {
         }
     }
 
+    /// The value a GEMM accumulating `channel`'s outputs in place starts from: [`apply`]'s
+    /// bias, so that only [`finish_in_place`] is left to do.
+    ///
+    /// [`apply`]: Epilogue::apply
+    /// [`finish_in_place`]: Epilogue::finish_in_place
+    pub fn start(&self, channel: usize) -> f32 {
+        self.bias.map_or(0.0, |bias| bias[channel])
+    }
+
+    /// The rest of [`Epilogue::apply`] on outputs that already hold their bias
+    /// ([`Epilogue::start`]): the ReLU.
+    pub fn finish_in_place(&self, values: &mut [f32]) {
+        if self.relu {
+            values.iter_mut().for_each(|value| *value = value.max(0.0));
+        }
+    }
+
     /// Records image `index`'s moments, where they are gathered, from its whole output.
     ///
     /// # Safety

@@ -67,9 +67,10 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: Epilogu
     unsafe { unfilled::assume_init(output) }
 }
 
-/// One image's output `[C_out, positions]` as `w · rhs`, written by the GEMM itself: a bias is
-/// the value the GEMM accumulates onto, and a ReLU one pass over the image just written, so the
-/// product needs no buffer of its own and no copy into the output.
+/// One image's output `[C_out, positions]` as `w · rhs`, written by the GEMM itself: it
+/// accumulates onto the epilogue's start (the bias) and the rest of the epilogue (the ReLU) is
+/// one pass over the image just written, so the product needs no buffer of its own and no copy
+/// into the output.
 fn into_image(
     output: &mut [MaybeUninit<f32>],
     positions: usize,
@@ -83,12 +84,10 @@ fn into_image(
         return;
     }
     for (o, row) in output.chunks_exact_mut(positions).enumerate() {
-        row.fill(MaybeUninit::new(epilogue.bias.map_or(0.0, |bias| bias[o])));
+        row.fill(MaybeUninit::new(epilogue.start(o)));
     }
-    // SAFETY: every row was just filled with its channel's bias.
+    // SAFETY: every row was just filled with its channel's start.
     let output = unsafe { unfilled::written_mut(output) };
     matmul(output, positions, w, rhs, true, threads);
-    if epilogue.relu {
-        output.iter_mut().for_each(|value| *value = value.max(0.0));
-    }
+    epilogue.finish_in_place(output);
 }
