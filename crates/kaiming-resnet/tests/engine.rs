@@ -1,5 +1,5 @@
-//! A training step of ResNet-20 and ResNet-50 (CIFAR stem) through `kaiming-kernels` (the
-//! convolution engine, the fused batch norm and residual closing) against the same step on
+//! A training step of ResNet-20, ResNet-56 and ResNet-50 (CIFAR stem) through `kaiming-kernels`
+//! (the convolution engine, the fused batch norm and residual closing) against the same step on
 //! burn's own flex operations (`kaiming_kernels::with_burn_path`): the loss and the evaluation
 //! logits within 1e-4 relative, and the gradient no further from burn's than burn's own is
 //! from itself when the input is scaled by 1 + 1e-6 or 1 − 1e-6, whichever moves it more.
@@ -173,10 +173,13 @@ fn named(name: &str) -> ModelConfig {
     ModelConfig::new(name.parse::<ModelName>().unwrap())
 }
 
-/// One test, so the two models are drawn one after the other from the seeded device (tests
-/// in one binary run in parallel and would share its random stream).
+/// One test, so the models are drawn one after the other from the seeded device (tests in one
+/// binary run in parallel and would share its random stream). ResNet-56 for depth: 55 layers
+/// whose ReLUs the two paths' rounding can flip, where an error that grows with depth would
+/// outrun the yardstick.
 #[test]
-fn resnet20_and_resnet50_steps_through_the_kernels_equal_burns() {
+fn resnet20_resnet56_and_resnet50_steps_through_the_kernels_equal_burns() {
     compare(named("resnet20"), 16);
+    compare(named("resnet56"), 8);
     compare(named("resnet50").with_stem(StemKind::Cifar), 4);
 }

@@ -391,8 +391,8 @@ fn unblock(
 ) {
     check_blocks(blocked.len(), output.len(), positions, isa);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has the instruction set (`Isa` exists only for one it has) and the
-    // lengths are whole blocks (`check_blocks`).
+    // SAFETY: the CPU has the instruction set and the lengths are whole blocks (both asserted
+    // by `check_blocks`).
     unsafe {
         match isa {
             Isa::Avx512 => x86::unblock_avx512(blocked, positions, epilogue, output),

@@ -118,6 +118,11 @@ unsafe fn product(
     if m == 0 || n == 0 {
         return;
     }
+    // Rows that overlapped would be written by several threads at once under `Threads::All`.
+    assert!(
+        m == 1 || dst_row_stride >= n,
+        "product rows of {n} floats {dst_row_stride} apart overlap"
+    );
     assert!(
         (m - 1) * dst_row_stride + n <= len,
         "product destination out of its slice"
@@ -127,9 +132,9 @@ unsafe fn product(
         Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
     };
     // SAFETY: the operands were checked to lie inside their slices (`View::check`), the
-    // destination's extent inside its `len` floats (above); the caller vouches for `dst`, which
-    // comes from a mutable borrow and so aliases neither operand. With `k == 0` gemm writes
-    // zeros (or leaves an accumulated `dst` as it is).
+    // destination's rows to lie apart and inside its `len` floats (above); the caller vouches
+    // for `dst`, which comes from a mutable borrow and so aliases neither operand. With `k == 0`
+    // gemm writes zeros (or leaves an accumulated `dst` as it is).
     unsafe {
         gemm::gemm(
             m,

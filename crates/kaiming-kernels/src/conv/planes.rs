@@ -129,9 +129,10 @@ unsafe fn copy_framed(
         framed
     );
     debug_assert_eq!(frame.width + frame.between, frame.stride);
+    // `Isa` is a plain enum, and the callers frame planes before the kernels check theirs.
+    assert!(isa.supported(), "{isa:?} kernels on a CPU without {isa:?}");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has the instruction set (an `Isa` exists only where detected); the
-    // bounds are the caller's.
+    // SAFETY: the CPU has the instruction set (asserted above); the bounds are the caller's.
     unsafe {
         match isa {
             Isa::Avx512 => x86::framed_avx512(source, target, planes, frame, framed),

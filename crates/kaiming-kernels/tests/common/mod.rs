@@ -6,7 +6,7 @@ use burn::tensor::TensorData;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Largest `|a − b| / max(1, |b|)`.
+/// Largest `|a − b| / max(1, |b|)`, infinite where either is NaN.
 fn max_relative_error(a: TensorData, b: TensorData) -> f32 {
     let (a, b) = (
         a.try_to_vec::<f32>().unwrap(),
@@ -16,7 +16,11 @@ fn max_relative_error(a: TensorData, b: TensorData) -> f32 {
     a.iter()
         .zip(&b)
         .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-        .fold(0.0, f32::max)
+        // `f32::max` drops a NaN: one on either side must fail the comparison, not vanish.
+        .fold(0.0, |worst, error| match error.is_nan() {
+            true => f32::INFINITY,
+            false => worst.max(error),
+        })
 }
 
 /// Asserts that `ours` is within `tolerance` of `burns` by [`max_relative_error`].
