@@ -439,7 +439,7 @@ fn refuses_malformed_operands_on_every_path() {
 /// Random shapes — batch, channels, size, kernel (even ones too), padding, stride, bias — on
 /// every path, against burn, forward, both gradients and evaluation: the shapes nobody thought
 /// to list. Half the channel counts and kernels are drawn from what the blocked kernels take
-/// (whole vectors of 8 or 16 channels, 3×3), so about a third of the cases reach them.
+/// (whole vectors of 8 or 16 channels, 3×3), so about one case in five reaches them.
 #[test]
 fn matches_burn_on_random_shapes() {
     use proptest::prelude::*;
