@@ -172,9 +172,10 @@ fn kernels_for(g: &Geometry, pass: Pass) -> Kernels {
 /// time on AVX-512). A lone vector of output channels (16 channels on AVX-512) takes them on
 /// rows that hold its wider tile (ResNet-20's 16-channel layer, forward and input gradient:
 /// 3.4 ms against the direct kernels' 3.6); on shorter rows it goes to the direct kernels, and
-/// other rows shorter than a position tile to GEMMs. On AVX2 the weight gradient of rows of 4 goes to GEMMs too: its
-/// tiles, swept twice over a 4×4 image, spend more on their ends than on its 16 positions
-/// (ResNet-18's 512-channel layer: 76.9 ms against 66.6, where 8×8 rows take 52.1 against 64.9).
+/// other rows shorter than a position tile to GEMMs. On AVX2 the weight gradient of rows of 4
+/// goes to GEMMs too: its tiles, swept twice over a 4×4 image, spend more on their ends than
+/// on its 16 positions (ResNet-18's 512-channel layer: 76.9 ms against 66.6, where 8×8 rows
+/// take 52.1 against 64.9).
 fn blocked_pays(g: &Geometry, pass: Pass, isa: Isa) -> bool {
     let short_weight_grad =
         matches!((pass, isa), (Pass::WeightGrad, Isa::Avx2)) && g.out_width <= 4;

@@ -9,8 +9,8 @@
 //!   3×3 layers at stride 1 and 2: vectorised over output channels wherever the channels fill
 //!   whole register tiles, over positions for other stride-1 layers with long enough rows;
 //!   GEMMs over chunks of the batch for the rest; working buffers reused across calls,
-//!   outputs written without being cleared first (see the `conv` module). In evaluation a batch norm is folded into the convolution
-//!   before it ([`conv2d_batch_norm`]).
+//!   outputs written without being cleared first (see the `conv` module). In evaluation a
+//!   batch norm is folded into the convolution before it ([`conv2d_batch_norm`]).
 //! - [`batch_norm`] and [`batch_norm_relu`]: batch norm (and the ReLU after it). In training
 //!   burn runs it on flex as generic tensor operations: two full layout copies (`swap_dims` +
 //!   `reshape`) for the per-channel statistics and about twenty passes over the activation,
