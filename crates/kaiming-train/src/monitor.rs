@@ -5,9 +5,10 @@
 //! - for every traced layer: the mean and std of its output, the fraction of its channels that
 //!   are dead (zero — or, before a ReLU, ≤ 0 — at every position of every image), and the std of
 //!   the loss gradient with respect to the output;
-//! - for every weight tensor (conv and linear weights): its norm, the norm of the step's
-//!   gradient and the update-to-weight ratio ‖Δw‖/‖w‖ of the step (lr·‖update‖/‖w‖, with
-//!   momentum and weight decay included).
+//! - for every conv and linear weight and bias: its norm, the norm of the step's gradient and
+//!   the update-to-weight ratio ‖Δw‖/‖w‖ of the step (lr·‖update‖/‖w‖, with momentum and weight
+//!   decay included). Biases exist only without batch norm, where a bias that grows can kill a
+//!   layer's units as surely as its weight can, so they are watched beside the weights.
 //!
 //! The fixed-batch pass runs on a copy of the model whose batch-norm running statistics are
 //! its own (`valid().train()` gives fresh buffers), so monitoring never changes the run: with or
@@ -51,7 +52,7 @@ pub enum Quantity {
     DeadFraction,
     /// Std of ∂loss/∂output of a layer.
     GradientStd,
-    /// ‖w‖ of a weight tensor, before the step.
+    /// ‖w‖ of a weight or bias tensor, before the step.
     WeightNorm,
     /// ‖∂loss/∂w‖ of the step.
     GradientNorm,
@@ -384,10 +385,12 @@ impl Monitor {
             }
         }
         // A weight that starts at zero (Fixup's last layers, a zero-initialised classifier) has
-        // no update ratio: its ‖Δw‖/‖w‖ is infinite or 0/0, not a sign of a bad step size.
+        // no update ratio: its ‖Δw‖/‖w‖ is infinite or 0/0, not a sign of a bad step size. A
+        // bias starts at zero and stays small beside its steps, so its ratio is watched (in
+        // monitor.csv) but not diagnosed.
         for row in of(Quantity::UpdateRatio)
             .into_iter()
-            .filter(|r| r.value.is_finite())
+            .filter(|r| r.value.is_finite() && !is_bias(&r.layer))
         {
             if !(s.update_ratio_min..=s.update_ratio_max).contains(&row.value) {
                 found.push(signal(SignalKind::UpdateRatio, row, row.value));
@@ -430,6 +433,7 @@ impl StepObserver for Watch {
     fn gradients(&mut self, model: &Model, grads: &GradientsParams) {
         let mut norms = GradientNorms {
             grads,
+            path: Vec::new(),
             norms: Vec::new(),
         };
         model.visit(&mut norms);
@@ -489,7 +493,18 @@ struct Weight {
     tensor: Tensor<1>,
 }
 
-/// The conv and linear weights of `model` (rank 2 and 4), off the autodiff graph.
+/// Whether a parameter is watched: the conv and linear weights (rank 2 and 4) and their biases
+/// (rank 1, named `bias`; batch norm's are `gamma` and `beta`, Fixup's scalars `bias1a`…).
+fn watched(rank: usize, path: &[String]) -> bool {
+    rank == 2 || rank == 4 || (rank == 1 && path.last().is_some_and(|name| name == "bias"))
+}
+
+/// Whether a parameter path names a bias.
+fn is_bias(path: &str) -> bool {
+    path.ends_with(".bias")
+}
+
+/// The watched parameters of `model` ([`watched`]), off the autodiff graph.
 fn weights(model: &Model) -> Vec<Weight> {
     let mut collect = Weights {
         path: Vec::new(),
@@ -514,7 +529,7 @@ impl ModuleVisitor for Weights {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if D == 2 || D == 4 {
+        if watched(D, &self.path) {
             let tensor = param.val().without_autodiff().flatten::<1>(0, D - 1);
             // The first component is the `Model` variant (`ResNet`, `PlainCnn`): dropped, so a
             // weight is named as in the model's own type (`layers.0.conv.weight`).
@@ -530,12 +545,21 @@ impl ModuleVisitor for Weights {
 
 struct GradientNorms<'a> {
     grads: &'a GradientsParams,
+    path: Vec<String>,
     norms: Vec<(ParamId, Tensor<1>)>,
 }
 
 impl ModuleVisitor for GradientNorms<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if (D == 2 || D == 4)
+        if watched(D, &self.path)
             && let Some(grad) = self.grads.get::<D>(param.id)
         {
             self.norms
