@@ -170,7 +170,8 @@ def resnet_spec(name: str, stem_kind: str) -> ResNetSpec:
             return ResNetSpec(block, layers, IMAGENET_WIDTHS, stem_kind, "B", residual)
     for prefix, residual in (("plain", False), ("resnet", True)):
         depth = name.removeprefix(prefix)
-        if depth.isdigit() and int(depth) in CIFAR_DEPTHS:
+        # Any 6n + 2 the Rust side accepts (`ResNetConfig::cifar`), e.g. resnet8.
+        if depth.isdigit() and int(depth) >= 8 and (int(depth) - 2) % 6 == 0:
             blocks = (int(depth) - 2) // 6
             return ResNetSpec("basic", (blocks,) * 3, CIFAR_WIDTHS, "cifar", "A", residual)
     raise ValueError(f"unknown model {name!r}")
@@ -373,27 +374,37 @@ class Images:
 
 def load_cifar10_train(directory: Path) -> Images:
     """The five binary training batches, in file order, read one file at a time so the peak
-    memory stays near the 150 MB the images take."""
+    memory stays near the 150 MB the images take. A file may hold fewer than its 10,000
+    records, or none: `benches/gpu-pack.sh` cuts such a subset for machines that carry their
+    data, and `kaiming-cifar` reads it the same way."""
     missing = [name for name in TRAIN_FILES if not (directory / name).is_file()]
     if missing:
         raise UsageError(
             f"{directory} is not a CIFAR-10 binary folder (missing {', '.join(missing)}); "
             "point --data-dir or CIFAR10_DIR at cifar-10-batches-bin, or pass --synthetic"
         )
-    per_file = TRAIN_IMAGES // len(TRAIN_FILES)
-    pixels = np.empty((TRAIN_IMAGES, CHANNELS, SIDE, SIDE), dtype=np.uint8)
-    labels = np.empty(TRAIN_IMAGES, dtype=np.int64)
-    for index, name in enumerate(TRAIN_FILES):
-        records = np.fromfile(directory / name, dtype=np.uint8)
-        if records.size != per_file * (1 + IMAGE_BYTES):
+    record = 1 + IMAGE_BYTES
+    counts = []
+    for name in TRAIN_FILES:
+        size = (directory / name).stat().st_size
+        if size % record:
             raise UsageError(
-                f"{directory / name} is {records.size} bytes, not {per_file} records of "
-                f"{1 + IMAGE_BYTES}"
+                f"{directory / name} is {size} bytes, not a whole number of {record}-byte "
+                "records"
             )
-        records = records.reshape(per_file, 1 + IMAGE_BYTES)
-        rows = slice(index * per_file, (index + 1) * per_file)
+        counts.append(size // record)
+    total = sum(counts)
+    if total == 0:
+        raise UsageError(f"{directory} holds no training images")
+    pixels = np.empty((total, CHANNELS, SIDE, SIDE), dtype=np.uint8)
+    labels = np.empty(total, dtype=np.int64)
+    start = 0
+    for name, count in zip(TRAIN_FILES, counts):
+        records = np.fromfile(directory / name, dtype=np.uint8).reshape(count, record)
+        rows = slice(start, start + count)
         labels[rows] = records[:, 0]
-        pixels[rows] = records[:, 1:].reshape(per_file, CHANNELS, SIDE, SIDE)
+        pixels[rows] = records[:, 1:].reshape(count, CHANNELS, SIDE, SIDE)
+        start += count
     return Images(pixels, labels)
 
 
@@ -750,7 +761,17 @@ def model_list(text: str) -> list[str]:
     if text.strip().lower() == "all":
         return valid
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in valid]
+
+    def known(name: str) -> bool:
+        if name in valid:
+            return True
+        try:
+            resnet_spec(name, "cifar")
+        except ValueError:
+            return False
+        return True
+
+    unknown = [name for name in names if not known(name)]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown model {', '.join(unknown) or '(none)'}; valid: all, {', '.join(valid)}"

@@ -1,6 +1,7 @@
 //! What the process environment changes: the only test in its binary, because it sets
 //! variables that other tests running in parallel would otherwise see.
 
+#[path = "suite/common/mod.rs"]
 mod common;
 
 use kaiming_cifar::{DownloadConfig, OFFICIAL_URL, Source, locate_data_dir};

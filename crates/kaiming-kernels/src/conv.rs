@@ -36,10 +36,12 @@ use geometry::Geometry;
 
 mod blocked;
 mod direct;
+pub(crate) use direct::checks as direct_checks;
 mod epilogue;
 mod forward;
 mod geometry;
 mod im2col;
+pub(crate) use im2col::checks as im2col_checks;
 mod input_grad;
 mod matmul;
 mod planes;

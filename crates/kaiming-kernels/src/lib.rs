@@ -21,7 +21,7 @@
 //!   way.
 //!
 //! [`with_burn_path`] and `KAIMING_KERNELS=burn` send everything back to burn, for comparisons;
-//! [`with_conv_choice`], `KAIMING_CONV=gemm|direct|blocked` and `KAIMING_CONV_ISA=avx2|avx512` force
+//! [`with_conv_choice`], `KAIMING_CONV=gemm|direct|blocked` and `KAIMING_CONV_ISA=avx2|avx512|avx512-emulated` force
 //! the convolution engine's algorithm and instruction set; [`configure`] sets all three for the
 //! process (a training run's `[kernels]` settings), over the environment.
 //! [`set_write_checks`] (or `KAIMING_CHECK_WRITES=1`) makes every kernel's output start as a
@@ -53,6 +53,18 @@ pub use routing::{
     with_conv_choice,
 };
 pub use unfilled::{CHECK_WRITES_VARIABLE, set_write_checks};
+
+/// The checks of the kernels' internals against their definitions (the direct and blocked
+/// kernels against an f64 convolution on every instruction set, the moments, the im2col ranges,
+/// the write checks), run by the crate's test suite (`tests/suite/internals.rs`) and by Miri.
+/// They live in the library, not in unit tests, so the suite reuses the library's one optimised
+/// build instead of compiling the crate a second time with `cfg(test)`. Not an API.
+#[doc(hidden)]
+pub mod self_checks {
+    pub use crate::conv::{direct_checks::*, im2col_checks::*};
+    pub use crate::moments::checks::*;
+    pub use crate::unfilled::checks::*;
+}
 
 /// `bn.forward(x)`, computed by the fused flex kernels when training on flex in f32, and in
 /// evaluation (flex without autodiff, f32) as one pass over `x`.

@@ -22,9 +22,11 @@ pub const CONV_ALGORITHM_VARIABLE: &str = "KAIMING_CONV";
 
 /// The environment variable that picks the instruction set of the direct convolution kernels:
 /// `auto` (the default: AVX-512 where the CPU has it, else AVX2), `avx512` or `avx2` (refused,
-/// naming the variable, on a CPU without it), or `none` (as on a CPU without either: aarch64,
-/// older x86 — the engine stays out and burn's convolutions run). Forcing `avx2` tests that
-/// path on an AVX-512 machine; `none` tests the fallback on any machine.
+/// naming the variable, on a CPU without it), `avx512-emulated` (AVX-512's kernels on portable
+/// 16-float vectors, on any x86-64 CPU), or `none` (as on a CPU without either: aarch64, older
+/// x86 — the engine stays out and burn's convolutions run). Forcing `avx2` tests that path on
+/// an AVX-512 machine, `avx512-emulated` the AVX-512 path's logic on a machine without it, and
+/// `none` the fallback on any machine.
 pub const CONV_ISA_VARIABLE: &str = "KAIMING_CONV_ISA";
 
 thread_local! {
@@ -57,6 +59,10 @@ pub enum Isa {
     Avx512,
     /// 8 floats per vector, with FMA.
     Avx2,
+    /// AVX-512's kernels (16 floats per vector, its register tiles and routing rules) computed
+    /// lane by lane on plain arrays: their index arithmetic — tiles, spanning rows, stride 2,
+    /// skipped borders — checked on any x86-64 CPU. For tests; several times slower.
+    Avx512Emulated,
 }
 
 impl Isa {
@@ -70,6 +76,7 @@ impl Isa {
                     std::arch::is_x86_feature_detected!("avx2")
                         && std::arch::is_x86_feature_detected!("fma")
                 }
+                Isa::Avx512Emulated => true,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -78,7 +85,7 @@ impl Isa {
         }
     }
 
-    /// The widest instruction set this CPU has, if any.
+    /// The widest instruction set this CPU has, if any (never the emulated one).
     fn best() -> Option<Self> {
         [Isa::Avx512, Isa::Avx2]
             .into_iter()
@@ -98,6 +105,9 @@ pub enum IsaChoice {
     Avx512,
     /// AVX2 with FMA (refused on a CPU without it); on an AVX-512 machine, tests that path.
     Avx2,
+    /// AVX-512's kernels on portable vectors ([`Isa::Avx512Emulated`]), on any x86-64 CPU.
+    #[serde(rename = "avx512-emulated")]
+    Avx512Emulated,
     /// None, as on a CPU without AVX2 and FMA (aarch64's NEON, older x86): the convolution
     /// engine stays out of the way and burn's convolutions run. On an x86 machine, tests that
     /// fallback.
@@ -110,6 +120,7 @@ impl IsaChoice {
         match self {
             IsaChoice::Avx512 => Some(Isa::Avx512),
             IsaChoice::Avx2 => Some(Isa::Avx2),
+            IsaChoice::Avx512Emulated => Some(Isa::Avx512Emulated),
             IsaChoice::Auto | IsaChoice::None => None,
         }
     }
@@ -130,6 +141,7 @@ impl From<Isa> for IsaChoice {
         match isa {
             Isa::Avx512 => IsaChoice::Avx512,
             Isa::Avx2 => IsaChoice::Avx2,
+            Isa::Avx512Emulated => IsaChoice::Avx512Emulated,
         }
     }
 }
@@ -166,8 +178,9 @@ named!(ConvAlgorithm, "convolution algorithm",
     ConvAlgorithm::Blocked => "blocked");
 named!(IsaChoice, "instruction set",
     IsaChoice::Auto => "auto", IsaChoice::Avx512 => "avx512", IsaChoice::Avx2 => "avx2",
-    IsaChoice::None => "none");
-named!(Isa, "instruction set", Isa::Avx512 => "avx512", Isa::Avx2 => "avx2");
+    IsaChoice::Avx512Emulated => "avx512-emulated", IsaChoice::None => "none");
+named!(Isa, "instruction set", Isa::Avx512 => "avx512", Isa::Avx2 => "avx2",
+    Isa::Avx512Emulated => "avx512-emulated");
 
 /// What the kernels do in this process: a training run sets it from its settings
 /// ([`configure`]) and records it; otherwise the environment decides ([`from_environment`]).
@@ -199,6 +212,7 @@ impl KernelChoice {
 /// [`CONV_ISA_VARIABLE`]; an unknown value, or an instruction set the CPU lacks, is an error
 /// naming the variable.
 pub fn from_environment() -> Result<KernelChoice, String> {
+    crate::unfilled::write_checks_from_environment()?;
     let read = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let burn = match read(KERNELS_VARIABLE).as_deref() {
         None | Some("kernels") => false,

@@ -29,11 +29,29 @@ pub fn set_write_checks(on: bool) {
     CHECKS.store(if on { 2 } else { 1 }, Ordering::Relaxed);
 }
 
+/// What `KAIMING_CHECK_WRITES` asks for: on for `1`, `true`, `yes` or `on`; off when unset or
+/// empty, or for `0`, `false`, `no` or `off` (any case); anything else is an error naming the
+/// variable, so a misspelt switch cannot leave the checks off unnoticed.
+pub(crate) fn write_checks_from_environment() -> Result<bool, String> {
+    let value = std::env::var(CHECK_WRITES_VARIABLE).unwrap_or_default();
+    parse_switch(&value).ok_or_else(|| {
+        format!("{CHECK_WRITES_VARIABLE}={value:?}: expected 1, true, yes, on or 0, false, no, off")
+    })
+}
+
+fn parse_switch(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "" | "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// Whether write checks are on; the environment decides on first use.
 fn checking() -> bool {
     match CHECKS.load(Ordering::Relaxed) {
         0 => {
-            let on = std::env::var(CHECK_WRITES_VARIABLE).is_ok_and(|v| v == "1");
+            let on = write_checks_from_environment().unwrap_or_else(|error| panic!("{error}"));
             set_write_checks(on);
             on
         }
@@ -98,8 +116,9 @@ pub(crate) fn zeroed(target: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { written_mut(target) }
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of this module's internals against their definitions, compiled into the library and
+/// run by the crate's test suite through [`crate::self_checks`].
+pub(crate) mod checks {
     use super::*;
 
     fn write(target: &mut [MaybeUninit<f32>], source: &[f32]) {
@@ -108,8 +127,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missed_write_is_caught_and_a_full_one_passes() {
+    pub fn a_missed_write_is_caught_and_a_full_one_passes() {
         set_write_checks(true);
         let mut full = buffer(5);
         write(&mut full, &[1.0, f32::NAN, 0.0, -0.0, 2.0]);
@@ -130,5 +148,17 @@ mod tests {
             message.contains("left 1 of 5 outputs unwritten"),
             "{message}"
         );
+    }
+
+    pub fn the_switch_reads_the_usual_spellings_and_refuses_others() {
+        for on in ["1", "true", "TRUE", "yes", "on", " On "] {
+            assert_eq!(parse_switch(on), Some(true), "{on:?}");
+        }
+        for off in ["", "0", "false", "no", "off", "OFF"] {
+            assert_eq!(parse_switch(off), Some(false), "{off:?}");
+        }
+        for bad in ["2", "maybe", "enabled"] {
+            assert_eq!(parse_switch(bad), None, "{bad:?}");
+        }
     }
 }

@@ -46,6 +46,12 @@ pub struct LsuvLayer {
     /// Whether its output was constant on the batch (variance 0: a dead or zero-initialised
     /// layer, as Fixup's last layers are), so it was left as it was.
     pub dead: bool,
+    /// Whether its output overflowed (an infinite or NaN variance, which no finite factor
+    /// measures), so it was left as it was: a factor of 1/√∞ = 0 would zero the weight.
+    pub overflowed: bool,
+    /// Whether its output variance ended within the tolerance of 1; a live layer that did not
+    /// needed more than `max_iterations` rescalings.
+    pub converged: bool,
 }
 
 /// The layers in forward order.
@@ -60,6 +66,18 @@ impl LsuvReport {
     pub fn dead(&self) -> impl Iterator<Item = &LsuvLayer> {
         self.layers.iter().filter(|layer| layer.dead)
     }
+
+    /// The layers whose output overflowed, left as they were.
+    pub fn overflowed(&self) -> impl Iterator<Item = &LsuvLayer> {
+        self.layers.iter().filter(|layer| layer.overflowed)
+    }
+
+    /// The live layers whose variance did not reach the tolerance within the iterations.
+    pub fn unconverged(&self) -> impl Iterator<Item = &LsuvLayer> {
+        self.layers
+            .iter()
+            .filter(|layer| !layer.dead && !layer.overflowed && !layer.converged)
+    }
 }
 
 impl fmt::Display for LsuvReport {
@@ -72,6 +90,10 @@ impl fmt::Display for LsuvReport {
         for layer in &self.layers {
             let note = if layer.dead {
                 "  constant output: left as it is"
+            } else if layer.overflowed {
+                "  output overflowed: left as it is"
+            } else if !layer.converged {
+                "  not within the tolerance after the last iteration"
             } else {
                 ""
             };
@@ -125,16 +147,23 @@ impl LsuvConfig {
                     .map_or(0.0, |(_, variance)| variance)
             };
             let mut variance = measure(&probe);
+            let overflowed = !variance.is_finite();
             let (mut scale, mut iterations) = (1.0, 0);
-            while variance > 0.0
+            // Only a finite, positive variance is rescaled towards 1.
+            while variance.is_finite()
+                && variance > 0.0
                 && (variance - 1.0).abs() > self.tolerance
                 && iterations < self.max_iterations
             {
                 let factor = 1.0 / variance.sqrt();
-                probe = scale_weight(probe, id, factor);
-                scale *= factor;
+                let scaled = scale_weight(probe.clone(), id, factor);
+                let next = measure(&scaled);
+                if !next.is_finite() {
+                    // A factor that overflows the output is not taken.
+                    break;
+                }
+                (probe, scale, variance) = (scaled, scale * factor, next);
                 iterations += 1;
-                variance = measure(&probe);
             }
             scales.insert(id, scale);
             report.layers.push(LsuvLayer {
@@ -142,7 +171,9 @@ impl LsuvConfig {
                 scale,
                 iterations,
                 variance,
-                dead: !variance.is_finite() || variance <= 0.0,
+                dead: variance == 0.0,
+                overflowed,
+                converged: (variance - 1.0).abs() <= self.tolerance,
             });
         }
         let model = zero_biases(model);

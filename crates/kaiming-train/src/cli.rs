@@ -485,11 +485,19 @@ impl FromArgMatches for RunArgs {
                 self.insert(setting.key, value.clone());
             }
         }
+        let mut set: Vec<&str> = Vec::new();
         for (key, value) in matches
             .get_many::<(&'static str, toml::Value)>(SET)
             .into_iter()
             .flatten()
         {
+            if set.contains(key) {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--set {key}=… is given twice; give it once\n"),
+                ));
+            }
+            set.push(key);
             self.insert(key, value.clone());
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! `train compare`: a table and a figure of several runs, grouped by init scheme.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -14,7 +14,7 @@ use crate::monitor::{Signal, SignalKind};
 use crate::plot::{Colour, Panel, Series, save_figure};
 use crate::precision::Precision;
 use crate::store::RunFiles;
-use crate::summary::Summary;
+use crate::summary::{Status, Summary};
 
 /// One run as the comparison reads it.
 #[derive(Debug, Clone)]
@@ -289,15 +289,23 @@ pub fn signal_counts(signals: &[Signal]) -> String {
 /// A curve as `(x, y)` points.
 type Curve = Vec<(f64, f64)>;
 
-/// Mean over runs at each x, with the min and max `(x, lo, hi)`, for x values all runs share.
-fn aggregate(curves: &[Curve]) -> (Curve, Vec<(f64, f64, f64)>) {
-    let mut by_x: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for curve in curves {
+/// Mean over runs at each x, with the min and max `(x, lo, hi)`, for the x values that every
+/// run which did not diverge has: a diverged run counts while its curve lasts, and does not cut
+/// its group's curve short.
+fn aggregate(curves: &[(Curve, bool)]) -> (Curve, Vec<(f64, f64, f64)>) {
+    let mut by_x: BTreeMap<i64, (Vec<f64>, usize)> = BTreeMap::new();
+    for (curve, diverged) in curves {
         for &(x, y) in curve {
-            by_x.entry(x.round() as i64).or_default().push(y);
+            let entry = by_x.entry(x.round() as i64).or_default();
+            entry.0.push(y);
+            entry.1 += usize::from(!diverged);
         }
     }
-    let shared = by_x.into_iter().filter(|(_, ys)| ys.len() == curves.len());
+    let lasting = curves.iter().filter(|(_, diverged)| !diverged).count();
+    let shared = by_x
+        .into_iter()
+        .filter(|(_, (ys, kept))| *kept == lasting && !ys.is_empty())
+        .map(|(x, (ys, _))| (x, ys));
     let mut mean = Vec::new();
     let mut band = Vec::new();
     for (x, ys) in shared {
@@ -318,10 +326,7 @@ fn aggregate(curves: &[Curve]) -> (Curve, Vec<(f64, f64, f64)>) {
 /// `comparison.md` (the table), `comparison.svg` and `comparison.png` into `out` and returns the
 /// table.
 pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
-    let runs = run_dirs
-        .iter()
-        .map(|dir| RunRecord::read(dir))
-        .collect::<Result<Vec<_>>>()?;
+    let runs = read_runs(run_dirs)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
     let mut csv = csv::Writer::from_writer(Vec::new());
@@ -335,13 +340,22 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
         markdown_table(&header, &table_rows(&runs)).as_bytes(),
     )?;
 
-    // One colour per (model variant, init): the mean over its seeds with a min–max band.
+    // One colour per (model variant, init, other settings that vary, split): the mean over its
+    // seeds with a min–max band. Runs evaluated on different splits are never averaged, and
+    // their labels say which split each is.
+    let splits: BTreeSet<&str> = runs.iter().map(|r| r.summary.eval_split.as_str()).collect();
+    let mixed_splits = splits.len() > 1;
+    let others = distinguishing_settings(&runs);
     let mut groups: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
     for run in &runs {
-        groups
-            .entry((run.variant(), run.starting_point()))
-            .or_default()
-            .push(run);
+        let mut init = run.starting_point();
+        for key in &others {
+            init.push_str(&format!(" {}", setting_label(run, key)));
+        }
+        if mixed_splits {
+            init.push_str(&format!(" [{}]", run.summary.eval_split));
+        }
+        groups.entry((run.variant(), init)).or_default().push(run);
     }
     let several_models = groups
         .keys()
@@ -353,13 +367,20 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
     let mut loss_series = Vec::new();
     let mut accuracy_series = Vec::new();
     for (color, ((model, init), members)) in groups.iter().enumerate() {
-        let label = match (several_models, members.len()) {
-            (true, 1) => format!("{model} {init}"),
-            (true, n) => format!("{model} {init} (mean of {n})"),
-            (false, 1) => init.clone(),
-            (false, n) => format!("{init} (mean of {n})"),
+        let diverged = members
+            .iter()
+            .filter(|r| r.summary.status == Status::Diverged)
+            .count();
+        let mean_of = match (members.len(), diverged) {
+            (1, _) => String::new(),
+            (n, 0) => format!(" (mean of {n})"),
+            (n, d) => format!(" (mean of {n}, {d} diverged)"),
         };
-        let series = |curves: Vec<Curve>| {
+        let label = match several_models {
+            true => format!("{model} {init}{mean_of}"),
+            false => format!("{init}{mean_of}"),
+        };
+        let series = |curves: Vec<(Curve, bool)>| {
             let (points, band) = aggregate(&curves);
             Series {
                 label: label.clone(),
@@ -369,12 +390,21 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
                 dashed: false,
             }
         };
-        loss_series.push(series(members.iter().map(|r| r.train_loss(axis)).collect()));
-        accuracy_series.push(series(members.iter().map(|r| r.accuracy(axis)).collect()));
+        let ended = |r: &&RunRecord| r.summary.status == Status::Diverged;
+        loss_series.push(series(
+            members
+                .iter()
+                .map(|r| (r.train_loss(axis), ended(r)))
+                .collect(),
+        ));
+        accuracy_series.push(series(
+            members
+                .iter()
+                .map(|r| (r.accuracy(axis), ended(r)))
+                .collect(),
+        ));
     }
-    let split = runs
-        .first()
-        .map_or("test".to_string(), |run| run.summary.eval_split.clone());
+    let split = splits.into_iter().collect::<Vec<_>>().join(" / ");
     save_figure(
         &[
             Panel {
@@ -395,6 +425,54 @@ pub fn compare(run_dirs: &[PathBuf], out: &Path) -> Result<Table> {
         &out.join("comparison"),
     )?;
     Ok(table(&runs))
+}
+
+/// Reads the run folders, skipping (and naming, in a warning) any that cannot be read — a
+/// corrupt `summary.json`, `metrics.csv` or `config.toml` — so that one broken run does not
+/// leave a sweep without its table. An error only when none can be read.
+pub fn read_runs(run_dirs: &[PathBuf]) -> Result<Vec<RunRecord>> {
+    let mut runs = Vec::new();
+    let mut skipped = Vec::new();
+    for dir in run_dirs {
+        match RunRecord::read(dir) {
+            Ok(run) => runs.push(run),
+            Err(error) => {
+                tracing::warn!("skipping {}: {error:#}", dir.display());
+                skipped.push(format!("{}: {error:#}", dir.display()));
+            }
+        }
+    }
+    if runs.is_empty() {
+        anyhow::bail!("no run could be read: {}", skipped.join("; "));
+    }
+    Ok(runs)
+}
+
+/// The settings besides the seed that tell the runs apart and that neither the model variant
+/// nor the starting point already names (the learning rate of a rate sweep, the width of a
+/// width sweep), so that runs differing in them are drawn apart. The monitor's and kernels'
+/// settings change nothing a figure shows.
+fn distinguishing_settings(runs: &[RunRecord]) -> Vec<&'static str> {
+    const NAMED: [&str; 6] = [
+        "init",
+        "model.name",
+        "model.norm",
+        "model.zero_init_residual",
+        "model.residual",
+        "precision",
+    ];
+    crate::pivot::varied_settings(runs)
+        .into_iter()
+        .filter(|key| {
+            !NAMED.contains(key) && !key.starts_with("monitor.") && !key.starts_with("kernels.")
+        })
+        .collect()
+}
+
+/// `lr=0.01`: a setting's short name and a run's value of it.
+fn setting_label(run: &RunRecord, key: &str) -> String {
+    let name = key.rsplit('.').next().unwrap_or(key);
+    format!("{name}={}", crate::pivot::value_text(run, key))
 }
 
 /// A flat row of `comparison.csv`.

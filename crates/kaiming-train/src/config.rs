@@ -208,8 +208,9 @@ section! {
         /// kernels wherever they apply, GEMMs elsewhere)
         conv: ConvAlgorithm = ConvAlgorithm::Auto, flag "conv", example "gemm";
         /// Instruction set of the direct kernels: auto (the widest the CPU has), avx512 or avx2
-        /// (refused at start on a CPU without it), or none (burn's convolutions, as on a CPU
-        /// without AVX2 and FMA)
+        /// (refused at start on a CPU without it), avx512-emulated (AVX-512's kernels on
+        /// portable vectors, any x86-64 CPU, slow: for tests), or none (burn's convolutions, as
+        /// on a CPU without AVX2 and FMA)
         isa: IsaChoice = IsaChoice::Auto, flag "conv-isa", example "avx2";
         /// Compute everything with burn's own operations instead of this project's kernels
         burn: bool = false, flag "burn-kernels", example "true";

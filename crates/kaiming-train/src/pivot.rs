@@ -44,7 +44,7 @@ pub fn default_axes(varied: &[&'static str]) -> (Vec<&'static str>, Vec<&'static
 }
 
 /// A run's value of `key`, as a cell label shows it (`-` where the run has no config.toml).
-fn value_text(run: &RunRecord, key: &str) -> String {
+pub(crate) fn value_text(run: &RunRecord, key: &str) -> String {
     run.config
         .as_ref()
         .and_then(|config: &RunConfig| config.value(key))
@@ -94,6 +94,8 @@ pub struct Cell {
     pub train_loss: Option<(f64, f64)>,
     /// The diagnosis kinds any of its runs raised, e.g. `vanishing`.
     pub diagnoses: Vec<String>,
+    /// Runs that trained ([`crate::summary::Summary::trained`]).
+    pub trained: usize,
 }
 
 impl Cell {
@@ -135,6 +137,7 @@ impl Cell {
                     .collect(),
             ),
             diagnoses: diagnoses.into_iter().collect(),
+            trained: runs.iter().filter(|run| run.summary.trained()).count(),
         }
     }
 
@@ -153,6 +156,9 @@ impl Cell {
         let mut lines = vec![self.accuracy_text()];
         if let Some((loss, _)) = self.train_loss {
             lines.push(format!("loss {loss:.3}"));
+        }
+        if self.runs > 0 {
+            lines.push(format!("trains {}/{}", self.trained, self.runs));
         }
         if !self.diagnoses.is_empty() {
             lines.push(self.diagnoses.join(", "));
@@ -313,6 +319,7 @@ impl Pivot {
             "train_loss_mean",
             "train_loss_sd",
             "diagnoses",
+            "trained",
         ])?;
         let number = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
         for (row, cells) in self.rows.iter().zip(&self.cells) {
@@ -328,6 +335,7 @@ impl Pivot {
                     number(cell.train_loss.map(|l| l.0)),
                     number(cell.train_loss.map(|l| l.1)),
                     cell.diagnoses.join("; "),
+                    cell.trained.to_string(),
                 ])?;
             }
         }
@@ -425,10 +433,7 @@ pub fn report(
     rows: &[String],
     columns: &[String],
 ) -> Result<Option<Table>> {
-    let runs = run_dirs
-        .iter()
-        .map(|dir| RunRecord::read(dir))
-        .collect::<Result<Vec<_>>>()?;
+    let runs = crate::compare::read_runs(run_dirs)?;
     let (rows, columns): (Vec<&str>, Vec<&str>) = if rows.is_empty() && columns.is_empty() {
         default_axes(&varied_settings(&runs))
     } else {
@@ -442,8 +447,12 @@ pub fn report(
     }
     let pivot = pivot(&runs, &rows, &columns)?;
     let split = runs
-        .first()
-        .map_or("test".to_string(), |run| run.summary.eval_split.clone());
+        .iter()
+        .map(|run| run.summary.eval_split.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join(" / ");
     pivot.write(out, &split)?;
     Ok(Some(pivot.table()))
 }

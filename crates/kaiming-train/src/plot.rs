@@ -252,5 +252,53 @@ pub(crate) fn rasterise(svg: &str) -> Result<Vec<u8>> {
         resvg::tiny_skia::Transform::default(),
         &mut pixmap.as_mut(),
     );
-    pixmap.encode_png().context("cannot encode the plot as PNG")
+    let rgba: Vec<u8> = pixmap
+        .pixels()
+        .iter()
+        .flat_map(|pixel| {
+            let colour = pixel.demultiply();
+            [colour.red(), colour.green(), colour.blue(), colour.alpha()]
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, size.width(), size.height());
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    // Plots are flat colours and lines: per-row filter choice and strong deflate keep them small.
+    encoder.set_compression(png::Compression::Best);
+    encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+    encoder
+        .add_text_chunk(SOURCE_KEYWORD.into(), fingerprint(svg))
+        .context("cannot label the PNG")?;
+    let mut writer = encoder
+        .write_header()
+        .context("cannot encode the plot as PNG")?;
+    writer
+        .write_image_data(&rgba)
+        .context("cannot encode the plot as PNG")?;
+    writer.finish().context("cannot encode the plot as PNG")?;
+    Ok(bytes)
+}
+
+/// The PNG text chunk that names the SVG a PNG was drawn from, by [`fingerprint`]: a PNG can
+/// be checked against its SVG (which the published-results test recomputes) without drawing
+/// it again, and a PNG left from an older SVG is caught.
+const SOURCE_KEYWORD: &str = "Source-SVG-CRC32";
+
+/// The fingerprint of an SVG's text that its PNG carries: CRC-32, in hex.
+pub fn fingerprint(svg: &str) -> String {
+    format!("{:08x}", crc32fast::hash(svg.as_bytes()))
+}
+
+/// The fingerprint of the SVG a PNG says it was drawn from, if it says.
+pub fn drawn_from(png_bytes: &[u8]) -> Option<String> {
+    let reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+        .read_info()
+        .ok()?;
+    reader
+        .info()
+        .uncompressed_latin1_text
+        .iter()
+        .find(|chunk| chunk.keyword == SOURCE_KEYWORD)
+        .map(|chunk| chunk.text.clone())
 }

@@ -13,14 +13,14 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use kaiming_cifar::{CifarDataset, Loader, LoaderConfig, Normalization, Split, locate_data_dir};
 use kaiming_init::{InitPlan, LayerKind, Scheme};
 use kaiming_resnet::{Branch, ModelConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::plot::{Colour, Panel, Series, save_figure};
 use crate::signals::{std_of, trace};
 
 /// One line of `probe.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRow {
     /// Scheme name, with the residual branch where it is not the standard one (`he + fixup`).
     pub init: String,
@@ -33,8 +33,8 @@ pub struct ProbeRow {
     /// Standard deviation of ∂loss/∂output over the batch.
     pub gradient_std: f64,
     /// He et al.'s prediction for `activation_std` (plain conv nets only), from the layer-0
-    /// value and each layer's fan_in · Var(W) / 2.
-    #[serde(skip)]
+    /// value and each layer's fan_in · Var(W) / 2; empty in the CSV elsewhere. Kept in the
+    /// file because it needs the weights: the figure is redrawn from the file alone.
     pub predicted_std: Option<f64>,
 }
 
@@ -197,7 +197,23 @@ pub fn write(rows: &[ProbeRow], out: &Path, title: &str) -> Result<()> {
         csv.serialize(row)?;
     }
     write_atomic(&out.join("probe.csv"), &csv.into_inner()?)?;
+    draw(rows, out, title)
+}
 
+/// The rows of a `probe.csv`.
+pub fn read(path: &Path) -> Result<Vec<ProbeRow>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    reader
+        .deserialize()
+        .enumerate()
+        .map(|(line, row)| row.with_context(|| format!("{}: row {}", path.display(), line + 1)))
+        .collect()
+}
+
+/// Draws `rows` to `probe.svg` and `probe.png` in `out`: activation and gradient std per layer,
+/// one line per scheme, the prediction dashed beside it where there is one.
+pub fn draw(rows: &[ProbeRow], out: &Path, title: &str) -> Result<()> {
     let inits = unique(rows.iter().map(|row| row.init.as_str()));
     let mut activations = Vec::new();
     let mut gradients = Vec::new();

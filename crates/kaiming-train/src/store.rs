@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, read_toml};
 use crate::summary::Summary;
 
 /// The lock file of a run folder.
@@ -103,8 +103,10 @@ impl RunStore {
             return Slot::Free;
         }
         let files = RunFiles::new(&path);
-        match RunConfig::read(&files.config()) {
-            Ok(saved) if saved.recorded() == config.recorded() => {
+        // Read unchecked: a finished run of a backend this binary lacks is still this run (a
+        // resume is what needs the backend, and says so).
+        match read_toml::<RunConfig>(&files.config()) {
+            Ok(saved) if same_run(&saved, config) => {
                 Slot::SameRun(Summary::read(&files.summary()).ok().map(Box::new))
             }
             Ok(_) => Slot::Other,
@@ -123,8 +125,8 @@ impl RunStore {
         // Holding the lock (refused with the holder's pid otherwise) while reading, and never
         // removing what is there: the folder is someone's run.
         let _held = RunFolder::claim(path.clone(), true)?;
-        match RunConfig::read(&RunFiles::new(&path).config()) {
-            Ok(saved) if saved.recorded() == config.recorded() => bail!(
+        match read_toml::<RunConfig>(&RunFiles::new(&path).config()) {
+            Ok(saved) if same_run(&saved, config) => bail!(
                 "{} already holds this run; continue it with --resume {}",
                 path.display(),
                 path.display()
@@ -135,6 +137,15 @@ impl RunStore {
             ),
         }
     }
+}
+
+/// Whether a saved run and `config` are the same run: the same settings as `config.toml` records
+/// them, but for `[kernels]`, which says how the CPU computes, not what (a `KAIMING_CONV` set on
+/// one invocation of a sweep must not make its runs strangers to the next).
+fn same_run(saved: &RunConfig, config: &RunConfig) -> bool {
+    let mut saved = saved.recorded();
+    saved.kernels = config.kernels.clone();
+    saved == config.recorded()
 }
 
 /// The files of a run folder, by name: the one place those names are written.
@@ -362,6 +373,25 @@ mod tests {
         assert!(error.contains(&std::process::id().to_string()), "{error}");
         drop(first);
         assert!(!dir.path().join("x").exists());
+    }
+
+    /// A saved run is found again though `[kernels]` differs, and though its backend is not
+    /// compiled in here (Metal, on Linux); any other setting makes it another run.
+    #[test]
+    fn a_run_is_the_same_whatever_its_kernels_and_whether_its_backend_is_compiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let mut saved = crate::config::RunArgs::default().resolve().unwrap();
+        saved.backend = crate::backend::Backend::Metal;
+        saved.kernels.conv = kaiming_kernels::ConvAlgorithm::Gemm;
+        std::fs::create_dir_all(store.path("r")).unwrap();
+        std::fs::write(store.path("r").join("config.toml"), saved.to_toml()).unwrap();
+
+        let mut config = saved.clone();
+        config.kernels.conv = kaiming_kernels::ConvAlgorithm::Auto;
+        assert!(matches!(store.slot("r", &config), Slot::SameRun(None)));
+        config.optimizer.lr *= 2.0;
+        assert!(matches!(store.slot("r", &config), Slot::Other));
     }
 
     #[test]

@@ -56,6 +56,28 @@ pub struct Axis {
     pub values: Vec<String>,
 }
 
+impl Axis {
+    /// Refuses a value given twice, compared as parsed (0.1 and 1e-1 are one value): a grid
+    /// that named a run twice would list its folder twice and count it as two seeds.
+    fn refuse_duplicates(&self) -> Result<()> {
+        let mut parsed: Vec<(toml::Value, &str)> = Vec::new();
+        for value in &self.values {
+            let value_parsed = self
+                .setting
+                .parse(value)
+                .map_err(|error| anyhow::anyhow!("{}={value}: {error}", self.setting.key))?;
+            if let Some((_, first)) = parsed.iter().find(|(v, _)| *v == value_parsed) {
+                bail!(
+                    "--grid {}: {first} and {value} are the same value; give each once",
+                    self.setting.key
+                );
+            }
+            parsed.push((value_parsed, value));
+        }
+        Ok(())
+    }
+}
+
 impl FromStr for Axis {
     type Err = String;
 
@@ -66,6 +88,9 @@ impl FromStr for Axis {
         let setting = setting(key.trim()).map_err(|error| error.to_string())?;
         let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
         for value in &values {
+            if value.is_empty() {
+                return Err(format!("{text}: an empty value in the list"));
+            }
             setting
                 .parse(value)
                 .map_err(|error| format!("{}={value}: {error}", setting.key))?;
@@ -84,6 +109,25 @@ pub struct PlannedRun {
     pub config: RunConfig,
 }
 
+/// Refuses flags that a sweep would silently override: `--seed` (the sweep's seeds are
+/// `--seeds`) and a flag or `--set` of a setting that a `--grid` (or `--inits`) also varies.
+pub fn refuse_overridden_flags(axes: &[Axis], flags: &RunArgs) -> Result<()> {
+    if flags.is_given("seed") {
+        bail!("train sweep takes its seeds from --seeds, not --seed");
+    }
+    for axis in axes {
+        if flags.is_given(axis.setting.key) {
+            bail!(
+                "--{} and --grid {}=… both set {}; give it once",
+                axis.setting.flag,
+                axis.setting.key,
+                axis.setting.key
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The sweep's runs in their fixed order: the cartesian product of the axes, the first axis
 /// outermost, and every seed within each cell.
 pub fn plan(axes: &[Axis], seeds: &[u64], base: &RunArgs) -> Result<Vec<PlannedRun>> {
@@ -92,8 +136,18 @@ pub fn plan(axes: &[Axis], seeds: &[u64], base: &RunArgs) -> Result<Vec<PlannedR
     if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
         bail!("--grid names {} twice", pair[0]);
     }
+    for axis in axes {
+        axis.refuse_duplicates()?;
+    }
     if keys.contains(&"seed") {
         bail!("--grid seed=…: give the seeds with --seeds");
+    }
+    if let Some(seed) = seeds
+        .iter()
+        .enumerate()
+        .find_map(|(i, seed)| seeds[..i].contains(seed).then_some(seed))
+    {
+        bail!("--seeds names {seed} twice; give each seed once");
     }
     let mut cells: Vec<Vec<(&Axis, &str)>> = vec![Vec::new()];
     for axis in axes {
@@ -141,6 +195,20 @@ pub fn plan(axes: &[Axis], seeds: &[u64], base: &RunArgs) -> Result<Vec<PlannedR
 pub fn run_dirs(runs: &[PlannedRun], options: &RunOptions) -> Vec<PathBuf> {
     let store = RunStore::new(&options.out);
     runs.iter().map(|run| store.path(&run.name)).collect()
+}
+
+/// The folders of a sweep's runs that have ended (any status but running), in order: what a
+/// share of a sharded sweep compares at its end, so that the table it writes into the shared
+/// folder is the whole sweep's as far as it has run — not its own share's, which the last share
+/// to finish would leave as the sweep's table.
+pub fn ended_run_dirs(runs: &[PlannedRun], options: &RunOptions) -> Vec<PathBuf> {
+    run_dirs(runs, options)
+        .into_iter()
+        .filter(|dir| {
+            Summary::read(&crate::store::RunFiles::new(dir).summary())
+                .is_ok_and(|summary| summary.status != Status::Running)
+        })
+        .collect()
 }
 
 /// The run list as `--dry-run` prints it: position, name, folder, and the status of the runs

@@ -1,6 +1,6 @@
 //! Crops, flips, normalisation and the seeded loader.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use kaiming_cifar::{

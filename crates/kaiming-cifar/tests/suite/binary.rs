@@ -1,6 +1,6 @@
 //! The binary readers on synthetic files: what they read, and each malformed case's error.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! The download against a tiny HTTP server on 127.0.0.1 serving synthetic archives.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,6 @@
 //! The image-folder layout (burn-dataset's cache) against the binary layout.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! The search order for the data folder, with candidates given by hand.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! Checks on the real CIFAR-10 files (from `CIFAR10_DIR`) against the published facts.
 
-mod common;
+use crate::common;
 
 use kaiming_cifar::{CifarDataset, Layout, Normalization, Split, verify};
 

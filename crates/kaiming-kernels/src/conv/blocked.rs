@@ -35,7 +35,7 @@ use super::direct::{self, Plan};
 use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::planes::pad;
-use super::vector::Vector;
+use super::vector::{Emulated512, Vector};
 use super::weight_grad::sum_in_order;
 use crate::routing::Isa;
 use crate::scratch::{Scratch, prefix, with_scratch};
@@ -48,7 +48,7 @@ impl Isa {
     /// Floats per vector.
     fn lanes(self) -> usize {
         match self {
-            Isa::Avx512 => 16,
+            Isa::Avx512 | Isa::Avx512Emulated => 16,
             Isa::Avx2 => 8,
         }
     }
@@ -97,7 +97,7 @@ pub(crate) fn covers(g: &Geometry, pass: Pass, isa: Isa) -> bool {
 /// one position at a time. Weight gradients always.
 pub(crate) fn whole_tiles(g: &Geometry, pass: Pass, isa: Isa) -> bool {
     let (nb, p, p1) = match isa {
-        Isa::Avx512 => (AVX512_NB, AVX512_P, AVX512_P1),
+        Isa::Avx512 | Isa::Avx512Emulated => (AVX512_NB, AVX512_P, AVX512_P1),
         Isa::Avx2 => (AVX2_NB, AVX2_P, AVX2_P1),
     };
     let tiled = |channels: usize, rows: usize, width: usize| {
@@ -397,6 +397,9 @@ fn unblock(
         match isa {
             Isa::Avx512 => x86::unblock_avx512(blocked, positions, epilogue, output),
             Isa::Avx2 => x86::unblock_avx2(blocked, positions, epilogue, output),
+            Isa::Avx512Emulated => {
+                unblock_with::<Emulated512>(blocked, positions, epilogue, output)
+            }
         }
     }
 }
@@ -410,6 +413,7 @@ fn block(rows: &[f32], positions: usize, isa: Isa, blocked: &mut [f32]) {
         match isa {
             Isa::Avx512 => x86::block_avx512(rows, positions, blocked),
             Isa::Avx2 => x86::block_avx2(rows, positions, blocked),
+            Isa::Avx512Emulated => block_with::<Emulated512>(rows, positions, blocked),
         }
     }
 }
@@ -534,6 +538,11 @@ pub(crate) fn forward(
                     match isa {
                         Isa::Avx512 => x86::forward_avx512(planes, &weights, &layout, blocked),
                         Isa::Avx2 => x86::forward_avx2(planes, &weights, &layout, blocked),
+                        Isa::Avx512Emulated => {
+                            forward_image::<Emulated512, AVX512_NB, AVX512_P, AVX512_P1>(
+                                planes, &weights, &layout, blocked,
+                            )
+                        }
                     }
                 }
                 unblock(blocked, layout.positions, isa, epilogue, output);
@@ -638,6 +647,11 @@ fn input_grad_strided(weight: &[f32], output_grad: &[f32], g: &Geometry, isa: Is
                     match isa {
                         Isa::Avx512 => x86::input_grad_avx512(padded, &weights, &layout, blocked),
                         Isa::Avx2 => x86::input_grad_avx2(padded, &weights, &layout, blocked),
+                        Isa::Avx512Emulated => {
+                            input_grad_image::<Emulated512, AVX512_NB, AVX512_P, AVX512_P1>(
+                                padded, &weights, &layout, blocked,
+                            )
+                        }
                     }
                 }
                 unblock(blocked, g.in_positions(), isa, Epilogue::NONE, x_grad);
@@ -742,6 +756,13 @@ pub(crate) fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, isa: Isa
                             Isa::Avx2 => {
                                 x86::weight_grad_avx2(planes, blocked, &layout, &mut weight_grad)
                             }
+                            Isa::Avx512Emulated => weight_grad_image::<
+                                Emulated512,
+                                AVX512_GB,
+                                AVX512_GR,
+                            >(
+                                planes, blocked, &layout, &mut weight_grad
+                            ),
                         }
                     }
                 }

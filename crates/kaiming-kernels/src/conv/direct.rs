@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::planes::{pad, widen};
-use super::vector::Vector;
+use super::vector::{Emulated512, Vector};
 use super::weight_grad::sum_in_order;
 use crate::routing::Isa;
 use crate::scratch::{Scratch, prefix, with_scratch};
@@ -312,7 +312,7 @@ impl Isa {
     /// Output positions per register tile.
     fn tile(self) -> usize {
         match self {
-            Isa::Avx512 => 16 * AVX512_VECTORS,
+            Isa::Avx512 | Isa::Avx512Emulated => 16 * AVX512_VECTORS,
             Isa::Avx2 => 8 * AVX2_VECTORS,
         }
     }
@@ -350,6 +350,9 @@ impl Isa {
             match self {
                 Isa::Avx512 => x86::image_avx512(padded, weight, plan, wide),
                 Isa::Avx2 => x86::image_avx2(padded, weight, plan, wide),
+                Isa::Avx512Emulated => {
+                    image::<Emulated512, AVX512_VECTORS>(padded, weight, plan, wide)
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -372,6 +375,9 @@ impl Isa {
             match self {
                 Isa::Avx512 => x86::weight_grad_avx512(padded, wide, plan, weight_grad),
                 Isa::Avx2 => x86::weight_grad_avx2(padded, wide, plan, weight_grad),
+                Isa::Avx512Emulated => {
+                    weight_grad_image::<Emulated512>(padded, wide, plan, weight_grad)
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -570,14 +576,14 @@ unsafe fn pair_block<V: Vector, const NO: usize, const NC: usize>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    //! The direct kernels against a plain f64 convolution, on every instruction set this CPU
-    //! has, on shapes small enough for Miri. A machine without AVX-512 cannot run the AVX-512
-    //! kernels natively; Miri can, and checks every access they make as it goes:
-    //! `MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks" RUSTFLAGS="-C
-    //! target-feature=+avx512f,+avx2,+fma" cargo +nightly miri test -p kaiming-kernels --lib
-    //! direct` (the README's CPU section).
+pub(crate) mod checks {
+    //! Run by the crate's test suite through [`crate::self_checks`]: the direct kernels
+    //! against a plain f64 convolution, on every instruction set this CPU
+    //! has and AVX-512's emulated, on shapes small enough for Miri. A machine without AVX-512
+    //! cannot run the AVX-512 kernels natively; Miri can, and checks every access they make as
+    //! it goes: `MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks" RUSTFLAGS="-C
+    //! target-feature=+avx512f,+avx2,+fma" cargo +nightly miri test -p kaiming-kernels --test
+    //! suite internals::` (`docs/development.md`).
 
     use std::io::Write;
 
@@ -655,7 +661,7 @@ mod tests {
 
     /// Every kernel of `pass` (direct and channel-blocked) against the definition, on every
     /// instruction set this CPU has. One test per pass, so Miri can check one pass's kernels
-    /// in a run of its own (`… miri test … --lib direct::tests::weight_gradient`).
+    /// in a run of its own (`… miri test … --test suite internals::weight_gradient`).
     fn kernels_match_the_definition(pass: Pass) {
         // (batch, in, out, height, width, kernel, padding, stride): channel counts off the
         // register tile, rows shorter and longer than a vector, odd sizes, 1×1, 5×5, no
@@ -680,7 +686,7 @@ mod tests {
             (1, 8, 24, 4, 4, 3, 1, 1),
             (1, 32, 32, 3, 4, 3, 1, 1),
         ];
-        for isa in [Isa::Avx512, Isa::Avx2] {
+        for isa in [Isa::Avx512, Isa::Avx2, Isa::Avx512Emulated] {
             if !isa.supported() {
                 // Past the harness's capture, so a passing test's log says so too.
                 let said = writeln!(
@@ -728,7 +734,7 @@ mod tests {
             // The last nine shapes are the blocked kernels', but for the 24-channel one on
             // AVX-512 (not whole vectors).
             let expected = match isa {
-                Isa::Avx512 => 8,
+                Isa::Avx512 | Isa::Avx512Emulated => 8,
                 Isa::Avx2 => 9,
             };
             assert_eq!(
@@ -738,18 +744,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn forward_kernels_match_the_definition() {
+    pub fn forward_kernels_match_the_definition() {
         kernels_match_the_definition(Pass::Forward);
     }
 
-    #[test]
-    fn input_gradient_kernels_match_the_definition() {
+    pub fn input_gradient_kernels_match_the_definition() {
         kernels_match_the_definition(Pass::InputGrad);
     }
 
-    #[test]
-    fn weight_gradient_kernels_match_the_definition() {
+    pub fn weight_gradient_kernels_match_the_definition() {
         kernels_match_the_definition(Pass::WeightGrad);
     }
 }

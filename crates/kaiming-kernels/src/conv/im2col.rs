@@ -206,12 +206,12 @@ pub(crate) fn gradient_columns<'a>(
     View::rows(gathered, g.channels_out, k, k)
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of this module's internals against their definitions, compiled into the library and
+/// run by the crate's test suite through [`crate::self_checks`].
+pub(crate) mod checks {
     use super::valid;
 
-    #[test]
-    fn valid_ranges_match_a_scan() {
+    pub fn valid_ranges_match_a_scan() {
         for outputs in 0..7 {
             for inputs in 0..7 {
                 for stride in 1..4 {

@@ -11,7 +11,7 @@
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
 use super::direct::Plan;
-use super::vector::Vector;
+use super::vector::{Emulated512, Vector};
 use crate::routing::Isa;
 
 /// Copies `image` (`[C_in, H, W]`) into `padded` (`[C_in, Hp, Wp]` plus slack), zero outside
@@ -137,6 +137,9 @@ unsafe fn copy_framed(
         match isa {
             Isa::Avx512 => x86::framed_avx512(source, target, planes, frame, framed),
             Isa::Avx2 => x86::framed_avx2(source, target, planes, frame, framed),
+            Isa::Avx512Emulated => {
+                self::framed::<Emulated512>(source, target, planes, frame, framed)
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -1,5 +1,7 @@
 //! The SIMD vectors the direct kernels compute with: one trait, implemented for AVX-512 and
-//! AVX2, so each kernel is written once and compiled for both.
+//! AVX2, so each kernel is written once and compiled for both, and for a portable vector of 16
+//! floats ([`Emulated512`]) that runs AVX-512's tiles on any x86-64 CPU, so the tests check their
+//! index arithmetic where AVX-512 is missing.
 
 // Only x86_64 has implementations; elsewhere no kernel is compiled for a vector.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -31,6 +33,79 @@ pub(super) trait Vector: Copy {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) use x86::{Avx2, Avx512};
+
+/// AVX-512's vector (16 floats) in plain arrays, lane by lane as AVX-512 computes it: a fused
+/// multiply-add per lane, `max` keeping its second operand where the first is NaN, masked
+/// loads and stores that touch nothing past their lanes. The kernels compiled over it run the
+/// same tiles, strides and border cases as over [`Avx512`], several times slower.
+#[derive(Clone, Copy)]
+pub(super) struct Emulated512([f32; 16]);
+
+// SAFETY (all methods): pointers are valid for the lanes each method reads or writes; no
+// instruction set is needed.
+impl Vector for Emulated512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Self([0.0; 16])
+    }
+    #[inline(always)]
+    unsafe fn load(from: *const f32) -> Self {
+        Self(unsafe { from.cast::<[f32; 16]>().read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn splat(from: *const f32) -> Self {
+        Self([unsafe { *from }; 16])
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        Self(std::array::from_fn(|i| a.0[i].mul_add(b.0[i], c.0[i])))
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Self(std::array::from_fn(|i| a.0[i] + b.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        // `vmaxps`: the first operand where it is greater, else the second (NaN included).
+        Self(std::array::from_fn(|i| {
+            if a.0[i] > b.0[i] { a.0[i] } else { b.0[i] }
+        }))
+    }
+    #[inline(always)]
+    unsafe fn store(self, to: *mut f32) {
+        unsafe { to.cast::<[f32; 16]>().write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_first(from: *const f32, n: usize) -> Self {
+        debug_assert!(n < 16);
+        Self(std::array::from_fn(|i| {
+            if i < n { unsafe { *from.add(i) } } else { 0.0 }
+        }))
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, to: *mut f32, n: usize) {
+        debug_assert!(n < 16);
+        for (i, &lane) in self.0[..n].iter().enumerate() {
+            unsafe { to.add(i).write(lane) };
+        }
+    }
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        self.0.iter().sum()
+    }
+    #[inline(always)]
+    unsafe fn transpose(from: *const f32, stride: usize, mut column: impl FnMut(usize, Self)) {
+        // Every row is read before the first column is handed out, as in registers.
+        let rows: [[f32; 16]; 16] = std::array::from_fn(|i| unsafe {
+            from.add(i * stride).cast::<[f32; 16]>().read_unaligned()
+        });
+        let columns: [[f32; 16]; 16] = std::array::from_fn(|j| std::array::from_fn(|i| rows[i][j]));
+        for (j, lanes) in columns.into_iter().enumerate() {
+            column(j, Self(lanes));
+        }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {

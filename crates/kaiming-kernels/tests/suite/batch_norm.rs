@@ -1,14 +1,12 @@
 //! The fused batch norm against burn's `BatchNorm` on the same inputs and parameters: output,
 //! running statistics and the gradients of `x`, `gamma` and `beta`, on flex with autodiff.
 
-mod common;
-
+use crate::common::assert_close;
 use burn::backend::Dispatch;
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use burn::tensor::{activation, module};
-use common::assert_close;
 use kaiming_kernels::{
     FusedBatchNormBackend, batch_norm, batch_norm_relu, fused_applies, inference_applies,
 };

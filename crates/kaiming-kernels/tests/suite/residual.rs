@@ -1,11 +1,9 @@
 //! The fused residual closing `relu(branch + shortcut)` against burn's add and ReLU: output
 //! and both inputs' gradients, on flex with and without autodiff; other cases go to burn.
 
-mod common;
-
+use crate::common::uniform;
 use burn::tensor::activation::relu;
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use common::uniform;
 use kaiming_kernels::{add_relu, with_burn_path};
 
 /// Output and the gradients of both inputs (where they require one) under `f`.

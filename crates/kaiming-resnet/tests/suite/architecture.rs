@@ -1,7 +1,7 @@
 //! Shapes, shortcuts, plain twins, traces and the deep models, on the flex backend in inference
 //! mode (batch norm uses its running statistics, so batches of one are fine).
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData, Tolerance};
 use kaiming_resnet::{
@@ -19,6 +19,7 @@ fn model(name: &str) -> ModelConfig {
 
 #[test]
 fn output_shapes_at_32_and_224() {
+    let _generator = common::generator();
     let device = Device::flex();
     device.seed(1);
     let cases = [
@@ -51,6 +52,7 @@ fn output_shapes_at_32_and_224() {
 
 #[test]
 fn option_a_is_the_hand_computed_padded_subsample() {
+    let _generator = common::generator();
     let device = Device::flex();
     // x[0, c, i, j] = 16c + 4i + j.
     let x = Tensor::<1, Int>::arange(0..32, &device)
@@ -80,6 +82,7 @@ fn option_a_is_the_hand_computed_padded_subsample() {
 
 #[test]
 fn option_a_inside_a_network_carries_the_block_input() {
+    let _generator = common::generator();
     // With zero_init_residual every residual branch starts at zero (γ = β = 0 and fresh running
     // statistics), so a stage's first block outputs relu(shortcut(x)) = shortcut(x) for x ≥ 0.
     let device = Device::flex();
@@ -102,6 +105,7 @@ fn option_a_inside_a_network_carries_the_block_input() {
 
 #[test]
 fn plain_twins_have_the_same_layers_minus_shortcuts() {
+    let _generator = common::generator();
     let device = Device::flex();
     let pairs = [
         ("resnet20", "plain20"),
@@ -139,6 +143,7 @@ fn plain_twins_have_the_same_layers_minus_shortcuts() {
 
 #[test]
 fn forward_trace_names_every_block_in_order() {
+    let _generator = common::generator();
     let device = Device::flex();
     let x = images(2, 32, &device);
 
@@ -179,6 +184,7 @@ fn forward_trace_names_every_block_in_order() {
 /// 152 and 110 layers, where a wrong stage or block count would also change the shape).
 #[test]
 fn deep_models_run_a_forward_pass() {
+    let _generator = common::generator();
     let device = Device::flex();
     for (name, classes, side, batch) in [("resnet152", 1000, 64, 1), ("resnet110", 10, 32, 2)] {
         let net = model(name).with_num_classes(classes).init(&device);
@@ -210,6 +216,7 @@ fn deep_models_run_a_forward_pass() {
 
 #[test]
 fn forward_hooked_gives_gradients_with_respect_to_every_traced_output() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     let net = model("resnet20").init(&device);
     let x = images(2, 32, &device);

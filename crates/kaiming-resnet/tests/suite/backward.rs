@@ -1,7 +1,7 @@
 //! A backward pass through every family gives every trainable parameter a finite, non-zero
 //! gradient (on the flex backend with autodiff, batch norm in training mode).
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -82,6 +82,7 @@ fn named(name: &str) -> ModelConfig {
 
 #[test]
 fn cifar_resnets_and_plain_twins_get_gradients_everywhere() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     for norm in Norm::ALL {
         for name in ["resnet20", "plain20"] {
@@ -97,6 +98,7 @@ fn cifar_resnets_and_plain_twins_get_gradients_everywhere() {
 
 #[test]
 fn imagenet_layout_blocks_get_gradients_everywhere() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     // Reduced widths and depths keep this fast; the block code is the same as in ResNet-18/50.
     for block in [BlockKind::Basic, BlockKind::Bottleneck] {
@@ -118,6 +120,7 @@ fn imagenet_layout_blocks_get_gradients_everywhere() {
 
 #[test]
 fn plaincnn_gets_gradients_everywhere() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     for norm in Norm::ALL {
         let config = named("plaincnn")
@@ -130,6 +133,7 @@ fn plaincnn_gets_gradients_everywhere() {
 
 #[test]
 fn resnet18_backward_at_full_width() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     let config = named("resnet18").with_stem(StemKind::Cifar);
     check_backward(config.init(&device), 16, "resnet18 cifar stem");

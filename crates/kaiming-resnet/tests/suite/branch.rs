@@ -2,7 +2,7 @@
 //! exactly zero (so each block passes its shortcut on), Fixup's weights have He's std times
 //! L^(−1/(2m−2)), the scalars are counted, get gradients and train.
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -75,6 +75,7 @@ fn assert_blocks_pass_their_shortcuts(model: &ResNet, x: Tensor<4>) {
 
 #[test]
 fn fixup_branches_start_at_zero_and_the_output_is_the_shortcut_paths() {
+    let _generator = common::generator();
     let device = Device::flex();
     for config in [resnet20(Branch::Fixup), bottleneck(Branch::Fixup)] {
         let model = he(&config, &device);
@@ -87,6 +88,7 @@ fn fixup_branches_start_at_zero_and_the_output_is_the_shortcut_paths() {
 
 #[test]
 fn skipinit_branches_start_at_zero_with_and_without_batch_norm() {
+    let _generator = common::generator();
     let device = Device::flex();
     for norm in [Norm::None, Norm::Batch] {
         let model = he(&resnet20(Branch::SkipInit).with_norm(norm), &device);
@@ -96,6 +98,7 @@ fn skipinit_branches_start_at_zero_with_and_without_batch_norm() {
 
 #[test]
 fn fixup_scale_is_l_to_the_minus_one_over_2m_minus_2() {
+    let _generator = common::generator();
     // ResNet-20: 9 basic blocks, m = 2: 9^(-1/2).
     assert!((resnet20(Branch::Fixup).fixup_scale() - 1.0 / 3.0).abs() < 1e-12);
     // The bottleneck net: 8 blocks, m = 3: 8^(-1/4).
@@ -133,6 +136,7 @@ impl ModuleVisitor for Stds {
 
 #[test]
 fn fixup_weights_have_hes_std_times_the_scale_and_last_layers_are_zero() {
+    let _generator = common::generator();
     let device = Device::flex();
     for config in [resnet20(Branch::Fixup), bottleneck(Branch::Fixup)] {
         let model = he(&config, &device);
@@ -184,6 +188,7 @@ fn fixup_weights_have_hes_std_times_the_scale_and_last_layers_are_zero() {
 
 #[test]
 fn parameter_counts_are_the_no_norm_counts_plus_the_scalars() {
+    let _generator = common::generator();
     let device = Device::flex();
     for (config, per_block) in [
         (resnet20(Branch::Standard), 0),
@@ -272,6 +277,7 @@ fn three_steps(config: ModelConfig) -> (Model, Model, Vec<(String, bool)>) {
 
 #[test]
 fn the_scalars_exist_get_gradients_and_train() {
+    let _generator = common::generator();
     for (branch, per_block) in [(Branch::Fixup, 5), (Branch::SkipInit, 1)] {
         let config = ModelConfig::new(ModelName::CifarResNet(20))
             .with_norm(Norm::None)
@@ -299,8 +305,104 @@ fn the_scalars_exist_get_gradients_and_train() {
     }
 }
 
+/// A learnable scalar holding `value`.
+fn scalar_of(value: f32, device: &Device) -> Option<Param<Tensor<1>>> {
+    Some(Param::from_tensor(Tensor::from_floats([value], device)))
+}
+
+/// `x + b` for a scalar `b`.
+fn plus(x: Tensor<4>, b: f32) -> Tensor<4> {
+    x.add_scalar(b)
+}
+
+/// Fixup's block with its scalars away from their initial values — distinct, non-zero biases,
+/// a multiplier other than 1 — and its zero-initialised last convolution given weights:
+/// its forward is the formula of Fixup's code, each bias and the multiplier where it applies.
+/// The basic block of option A at stride 2 and with an identity shortcut, and a bottleneck
+/// with a projection shortcut, which reads the input with `bias1a` added.
+#[test]
+fn fixup_blocks_with_trained_scalars_compute_fixups_formula() {
+    let _generator = common::generator();
+    let device = Device::flex();
+    let close = |what: &str, a: Tensor<4>, b: Tensor<4>| {
+        let (a, b) = (values(a), values(b));
+        assert_eq!(a.len(), b.len());
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{what}[{i}]: {a} against {b}"
+            );
+        }
+    };
+    let weights = |shape: [usize; 4]| {
+        Param::from_tensor(Tensor::<4>::random(
+            shape,
+            Distribution::Normal(0.0, 0.2),
+            &device,
+        ))
+    };
+    let [b1a, b1b, b2a, b2b, b3a, b3b, scale] = [0.11f32, -0.23, 0.37, -0.41, 0.53, -0.17, 1.7];
+
+    let model = he(&resnet20(Branch::Fixup), &device);
+    for (stage, input_channels) in [(0, 16), (1, 16)] {
+        let Block::Basic(mut block) = model.stages[stage].blocks[0].clone() else {
+            panic!("ResNet-20 has basic blocks");
+        };
+        block.conv2.weight = weights(block.conv2.weight.dims());
+        block.bias1a = scalar_of(b1a, &device);
+        block.bias1b = scalar_of(b1b, &device);
+        block.bias2a = scalar_of(b2a, &device);
+        block.scale = scalar_of(scale, &device);
+        block.bias2b = scalar_of(b2b, &device);
+        let x = Tensor::<4>::random(
+            [2, input_channels, 8, 8],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let branch = block.conv1.forward(plus(x.clone(), b1a));
+        let branch = block.conv2.forward(plus(relu(plus(branch, b1b)), b2a));
+        let shortcut = block.shortcut.as_ref().unwrap().forward(x.clone());
+        let expected = relu(plus(branch.mul_scalar(scale), b2b) + shortcut);
+        close(
+            &format!("stages.{stage}.blocks.0"),
+            block.forward(x),
+            expected,
+        );
+    }
+
+    let model = he(&bottleneck(Branch::Fixup), &device);
+    let Block::Bottleneck(mut block) = model.stages[1].blocks[0].clone() else {
+        panic!("a bottleneck ResNet");
+    };
+    assert!(matches!(
+        block.shortcut,
+        Some(kaiming_resnet::Shortcut::Projection(_))
+    ));
+    block.conv3.weight = weights(block.conv3.weight.dims());
+    block.bias1a = scalar_of(b1a, &device);
+    block.bias1b = scalar_of(b1b, &device);
+    block.bias2a = scalar_of(b2a, &device);
+    block.bias2b = scalar_of(b2b, &device);
+    block.bias3a = scalar_of(b3a, &device);
+    block.scale = scalar_of(scale, &device);
+    block.bias3b = scalar_of(b3b, &device);
+    let channels = block.conv1.weight.dims()[1];
+    let x = Tensor::<4>::random([2, channels, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+    let branch = relu(plus(block.conv1.forward(plus(x.clone(), b1a)), b1b));
+    let branch = relu(plus(block.conv2.forward(plus(branch, b2a)), b2b));
+    let branch = block.conv3.forward(plus(branch, b3a));
+    let shortcut = block
+        .shortcut
+        .as_ref()
+        .unwrap()
+        .forward(plus(x.clone(), b1a));
+    let expected = relu(plus(branch.mul_scalar(scale), b3b) + shortcut);
+    close("bottleneck stages.1.blocks.0", block.forward(x), expected);
+}
+
 #[test]
 fn combinations_that_make_no_sense_are_refused() {
+    let _generator = common::generator();
     let refused = |config: ModelConfig, why: &str| {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains(why), "{error}");

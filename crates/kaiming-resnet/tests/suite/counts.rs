@@ -1,7 +1,7 @@
 //! Analytic parameter and multiply-add counts against torchvision's published figures and
 //! against the modules actually built.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use kaiming_init::{InitPlan, Scheme};

@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::{Device, Distribution, Gradients, Int, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
+use kaiming_init::InitPlan;
 use kaiming_resnet::{Model, ModelConfig, ModelName, StemKind};
 
 /// Every trainable parameter's gradient, by path.
@@ -129,11 +130,33 @@ fn largest(values: impl Iterator<Item = f64>) -> f64 {
     values.fold(0.0, f64::max)
 }
 
+/// `len` values of N(0, 1) from `seed`, drawn here (xorshift and Box–Muller) rather than from
+/// the device's generator, which every test of the binary running beside this one draws from.
+fn normal(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..len)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect()
+}
+
 fn compare(config: ModelConfig, batch: usize) {
     let device = Device::flex().autodiff();
-    device.seed(7);
-    let model = config.init(&device);
-    let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let (model, _) = config
+        .init_with(&device, &InitPlan::torchvision(), 7)
+        .unwrap();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(normal(batch * 3 * 32 * 32, 7), [batch, 3, 32, 32]),
+        &device,
+    );
     let targets = Tensor::<1, Int>::from_data(
         TensorData::new((0..batch as i64).map(|i| i % 10).collect(), [batch]),
         &device,
@@ -173,8 +196,10 @@ fn named(name: &str) -> ModelConfig {
     ModelConfig::new(name.parse::<ModelName>().unwrap())
 }
 
-/// One test, so the models are drawn one after the other from the seeded device (tests in one
-/// binary run in parallel and would share its random stream). ResNet-56 for depth: 55 layers
+/// Weights and images come from fixed seeds, not the device's generator: the suite's other
+/// tests draw from it in parallel, and which draws this test got decided its verdict (ResNet-56's
+/// gradient was once off by 1.2e-3 of its norm against a yardstick of 7e-5, and passed on
+/// rerun). ResNet-56 for depth: 55 layers
 /// whose ReLUs the two paths' rounding can flip, where an error that grows with depth would
 /// outrun the yardstick.
 #[test]

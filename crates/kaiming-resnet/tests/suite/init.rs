@@ -1,6 +1,8 @@
 //! Initialisation comes from the init crate: torchvision's plan by default, any plan on request,
 //! reproducible from the device seed, and `zero_init_residual` on the right γ only.
 
+use crate::common;
+
 use burn::tensor::Device;
 use kaiming_init::{InitError, InitPlan, Rule, Scheme};
 use kaiming_resnet::{
@@ -20,6 +22,7 @@ fn flat(model: &ResNet) -> Vec<f32> {
 
 #[test]
 fn init_is_reproducible_from_the_device_seed() {
+    let _generator = common::generator();
     let device = Device::flex();
     let config = ResNetConfig::cifar(20).unwrap();
     device.seed(11);
@@ -34,6 +37,7 @@ fn init_is_reproducible_from_the_device_seed() {
 
 #[test]
 fn default_plan_is_torchvision() {
+    let _generator = common::generator();
     let device = Device::flex();
     let config = ModelConfig::new(ModelName::ResNet(18)).with_num_classes(1000);
     let (_, report) = config
@@ -69,6 +73,7 @@ fn default_plan_is_torchvision() {
 
 #[test]
 fn any_scheme_can_be_applied_and_errors_surface() {
+    let _generator = common::generator();
     let device = Device::flex();
     let config = ModelConfig::new(ModelName::CifarPlain(20)).with_norm(Norm::None);
     let plan = InitPlan::new("xavier".parse::<Scheme>().unwrap());
@@ -92,6 +97,7 @@ fn any_scheme_can_be_applied_and_errors_surface() {
 
 #[test]
 fn zero_init_residual_zeroes_the_last_gamma_of_each_branch() {
+    let _generator = common::generator();
     let device = Device::flex();
     let basic = ResNetConfig::cifar(20)
         .unwrap()

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 use clap::FromArgMatches;
@@ -46,23 +46,55 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    };
+    // A run or sweep stopped by a signal has checkpointed and said how to continue; its exit
+    // code says it was stopped (128 + the signal, as a shell reports a killed command), so a
+    // scheduler that preempts with SIGTERM, or a script, cannot take it for a finished run.
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => code,
+        signal => ExitCode::from(128 + signal as u8),
     }
 }
 
-/// Ctrl-C (or SIGTERM) sets the flag; the training loop finishes its step, checkpoints and stops.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let handler_flag = flag.clone();
-    if let Err(error) = ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst)) {
-        tracing::warn!("Ctrl-C will not checkpoint: {error}");
+/// The signal that asked the process to stop (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// The flag the training loop polls, once made.
+static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    // Only atomic stores here: a signal handler may interrupt anything, the allocator included.
+    SIGNAL.store(signal, Ordering::SeqCst);
+    if let Some(flag) = INTERRUPT.get() {
+        flag.store(true, Ordering::SeqCst);
     }
-    flag
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP sets the flag; the training loop finishes its step, checkpoints and
+/// stops, and the process exits with 128 + the signal.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = INTERRUPT.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+            let previous = unsafe {
+                libc::signal(
+                    signal,
+                    on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                )
+            };
+            if previous == libc::SIG_ERR {
+                tracing::warn!("signal {signal} will not checkpoint the run before it stops");
+            }
+        }
+        flag
+    });
+    flag.clone()
 }
 
 fn run_options(output: &OutputArgs) -> RunOptions {
@@ -99,15 +131,17 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
     }
     let Some(command) = cli.command else {
         let mut options = run_options(&cli.output);
-        let summary = match &cli.output.resume {
+        let (summary, dir) = match &cli.output.resume {
             Some(dir) => {
                 options.data_dir = cli.run.resolve()?.data.dir;
-                resume(dir, &options)?
+                (resume(dir, &options)?, dir.clone())
             }
             None => {
                 let (args, recipe) = recipes::choose(cli.run, cli.output.config.as_deref())?;
                 eprintln!("{recipe}");
-                train(args.resolve()?, &options)?
+                let summary = train(args.resolve()?, &options)?;
+                let dir = options.out.join(&summary.name);
+                (summary, dir)
             }
         };
         println!(
@@ -120,6 +154,9 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                 .best_accuracy
                 .map_or("-".to_string(), |a| format!("{:.2} %", 100.0 * a))
         );
+        if summary.status == Status::Interrupted && SIGNAL.load(Ordering::SeqCst) != 0 {
+            eprintln!("continue it with --resume {}", dir.display());
+        }
         return Ok(match summary.status {
             Status::Completed | Status::Interrupted => ExitCode::SUCCESS,
             Status::Diverged | Status::Running => ExitCode::from(3),
@@ -139,6 +176,7 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                 keep_checkpoints: args.output.keep_checkpoints,
                 ..RunOptions::default()
             };
+            sweep::refuse_overridden_flags(&args.axes(), &args.run)?;
             let runs = sweep::plan(&args.axes(), &args.seeds, &base)?;
             if args.dry_run {
                 print!("{}", sweep::dry_run(&runs, &options));
@@ -148,6 +186,19 @@ fn run(mut cli: Cli) -> Result<ExitCode> {
                 let interrupt = options.interrupt.clone().unwrap_or_default();
                 parallel_sweep(args.parallel, args.devices.as_deref(), &interrupt)?;
                 sweep::run_dirs(&runs, &options)
+            } else if args.shard.is_some() {
+                sweep::sweep(&runs, args.shard, &options)?;
+                // Shares that end together race to write the table: each compares again until
+                // no run ended meanwhile, so the last write holds every ended run.
+                let mut dirs = sweep::ended_run_dirs(&runs, &options);
+                loop {
+                    compare::compare(&dirs, &args.output.out)?;
+                    let now = sweep::ended_run_dirs(&runs, &options);
+                    if now == dirs {
+                        break dirs;
+                    }
+                    dirs = now;
+                }
             } else {
                 sweep::sweep(&runs, args.shard, &options)?
             };

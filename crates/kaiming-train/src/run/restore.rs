@@ -103,6 +103,23 @@ impl<'a> Run<'a> {
                         layer.path
                     );
                 }
+                for layer in report.overflowed() {
+                    tracing::warn!(
+                        "LSUV: {} overflows on the first batch (variance {}); left as it was",
+                        layer.path,
+                        layer.variance
+                    );
+                }
+                for layer in report.unconverged() {
+                    tracing::warn!(
+                        "LSUV: {} ends at variance {:.4} after {} rescalings, outside the \
+                         tolerance {} (raise --lsuv-max-iterations)",
+                        layer.path,
+                        layer.variance,
+                        layer.iterations,
+                        lsuv.tolerance
+                    );
+                }
                 tracing::info!("LSUV on the first training batch:\n{report}");
                 crate::atomic::write_atomic(&folder.files().lsuv(), report.to_string().as_bytes())?;
                 model

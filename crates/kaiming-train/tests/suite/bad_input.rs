@@ -1,8 +1,8 @@
 //! Every kind of bad input ends with one clear line and a non-zero exit code, never a panic.
 
-mod common;
+use crate::common;
 
-use common::{stderr, train};
+use crate::common::{stderr, train};
 
 /// Runs `train args` in a fresh folder and checks the failure's shape and that its message
 /// mentions `expected`.
@@ -83,6 +83,78 @@ fn impossible_values_are_named() {
         "optimizer.lr=fast",
     );
     fails_with(&["sweep", "--inits", "he", "--parallel", "0"], "at least 1");
+    fails_with(&with(&["--label-smoothing", "1"]), "--label-smoothing");
+    fails_with(&with(&["--label-smoothing=-0.1"]), "--label-smoothing");
+    fails_with(
+        &with(&["--lsuv", "--lsuv-tolerance", "0"]),
+        "--lsuv-tolerance",
+    );
+    fails_with(
+        &with(&["--lsuv", "--lsuv-tolerance", "1.5"]),
+        "--lsuv-tolerance",
+    );
+    fails_with(
+        &with(&["--lsuv", "--lsuv-max-iterations", "0"]),
+        "--lsuv-max-iterations",
+    );
+    // --depth shapes plaincnn alone; beside another model it would be ignored.
+    fails_with(
+        &with(&["--depth", "56"]),
+        "--depth and --width shape --model plaincnn",
+    );
+    fails_with(
+        &with(&["--model", "resnet20", "--width", "32"]),
+        "--depth and --width shape --model plaincnn",
+    );
+}
+
+/// A sweep refuses what it would otherwise resolve silently: a value or seed given twice (one
+/// folder listed twice, a pivot of "n = 2, ± 0.0"), an empty value, a flag that the grid
+/// overrides, `--seed` beside `--seeds`, and one `--set` key given twice.
+#[test]
+fn a_sweep_refuses_duplicates_and_overridden_flags() {
+    let sweep = |extra: &[&'static str]| {
+        [&["sweep", "--dry-run", "--model", "plaincnn"][..], extra].concat()
+    };
+    fails_with(&sweep(&["--grid", "model.depth=8,8"]), "same value");
+    fails_with(&sweep(&["--grid", "optimizer.lr=0.1,1e-1"]), "0.1 and 1e-1");
+    fails_with(&sweep(&["--grid", "model.depth=8,,14"]), "empty value");
+    fails_with(&sweep(&["--seeds", "0,0"]), "--seeds names 0 twice");
+    fails_with(&sweep(&["--inits", "he,he"]), "same value");
+    fails_with(
+        &sweep(&["--seed", "3", "--seeds", "0,1"]),
+        "--seeds, not --seed",
+    );
+    fails_with(
+        &sweep(&["--lr", "0.1", "--grid", "optimizer.lr=0.1,0.2"]),
+        "--lr and --grid optimizer.lr",
+    );
+    fails_with(
+        &sweep(&["--init", "xavier", "--inits", "he"]),
+        "--init and --grid init",
+    );
+    fails_with(
+        &sweep(&["--set", "optimizer.lr=0.1", "--set", "optimizer.lr=0.2"]),
+        "given twice",
+    );
+}
+
+/// `KAIMING_CHECK_WRITES` takes the usual spellings of a switch; another is refused at start,
+/// naming the variable, instead of leaving the checks off unnoticed.
+#[test]
+fn a_misspelt_write_check_switch_is_refused() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = common::train_command(cwd.path(), &["--data-dir", "/nonexistent"])
+        .env("KAIMING_CHECK_WRITES", "maybe")
+        .output()
+        .unwrap();
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        message.contains("KAIMING_CHECK_WRITES=\"maybe\""),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
 }
 
 /// A bad kernel choice in the environment is refused at start, naming the variable, before

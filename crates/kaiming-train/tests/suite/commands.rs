@@ -1,8 +1,8 @@
 //! `train sweep`, `train models` and `train data` through the binary.
 
-mod common;
+use crate::common;
 
-use common::{assert_success, cifar_dir, stderr, train};
+use crate::common::{assert_success, cifar_dir, stderr, train};
 
 #[test]
 fn models_lists_torchvision_counts() {
@@ -165,10 +165,8 @@ fn a_grid_sweep_runs_each_cell_once_pivots_and_skips_completed_runs() {
         assert_eq!(kernels["burn"], false, "{run}");
         summaries.push(summary);
     }
-    // The pivot (written by the last shard to finish, or by `compare`): the final accuracy of
-    // each cell is its run's.
-    let compare = train(cwd.path(), &["compare", "sweep"]);
-    assert_success(&compare);
+    // The pivot the shards wrote (the last to finish compares every run of the sweep, not
+    // only its own share's): the final accuracy of each cell is its run's.
     let pivot = std::fs::read_to_string(sweep.join("pivot.csv")).unwrap();
     let mut lines = pivot.lines();
     assert!(
@@ -186,6 +184,12 @@ fn a_grid_sweep_runs_each_cell_once_pivots_and_skips_completed_runs() {
         let accuracy: f64 = cell[5].parse().unwrap();
         assert_eq!(Some(accuracy), summary["final_accuracy"].as_f64(), "{run}");
     }
+    let compare = train(cwd.path(), &["compare", "sweep"]);
+    assert_success(&compare);
+    assert_eq!(
+        std::fs::read_to_string(sweep.join("pivot.csv")).unwrap(),
+        pivot
+    );
     let table = String::from_utf8_lossy(&compare.stdout);
     assert!(table.contains("model.name \\ init"), "{table}");
     for file in [
@@ -212,7 +216,9 @@ fn a_grid_sweep_runs_each_cell_once_pivots_and_skips_completed_runs() {
             "{title}"
         );
     }
-    assert_eq!(svg.matches("rows: layer, input to output").count(), 7);
+    // Seven quantities, and the classifier's bias in three parameter panels of its own.
+    assert_eq!(svg.matches("rows: layer, input to output").count(), 10);
+    assert!(svg.contains("plain8-xavier-s0: bias update ratio"));
 
     // Run again: completed runs are skipped, so their files stay byte for byte the same.
     let summary = sweep.join("plain8-he-s0/summary.json");

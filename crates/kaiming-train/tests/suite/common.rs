@@ -198,3 +198,13 @@ pub fn assert_summarised(run: &Path, comparison: &Path) {
         );
     }
 }
+
+/// The device's random generator is one per process (burn's flex backend keeps it in a static):
+/// a test that seeds it and relies on what it then draws, and every test here that draws from
+/// it, holds this, so that tests running beside each other cannot take each other's draws.
+pub fn generator() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -2,12 +2,10 @@
 //! then resumed, they end with the rows of an uninterrupted run; one folder has one writer; a
 //! failed start leaves nothing.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
-use common::{
+use crate::common::{
     assert_success, cifar_dir, deterministic, read_run, set_arg, stderr, tiny_run_args, train,
     train_command,
 };
@@ -204,4 +202,52 @@ fn a_run_that_fails_before_its_first_step_leaves_no_folder() {
         !cwd.path().join("runs/never").exists(),
         "the failed run left its folder"
     );
+}
+
+/// A run stopped by SIGHUP (a closed terminal; SIGTERM and Ctrl-C take the same path) checkpoints,
+/// is marked interrupted, says how to continue, and exits with 128 + 1 = 129, so that a
+/// scheduler or a script does not take it for a finished run.
+#[test]
+fn a_run_stopped_by_a_signal_checkpoints_and_exits_with_128_plus_the_signal() {
+    let Some(data) = cifar_dir("the signal exit code test") else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let mut args = tiny_run_args(data, "hung-up", "50");
+    set_arg(&mut args, "--log-every", "1");
+    let child = train_command(cwd.path(), &args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = cwd.path().join("runs/hung-up/metrics.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |text| text.lines().count()) < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(600),
+            "no training step within 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid; it only delivers a signal.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGHUP);
+    }
+    let output = child.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(129), "{message}");
+    assert!(
+        message.contains("continue it with --resume"),
+        "no resume hint:\n{message}"
+    );
+    let dir = cwd.path().join("runs/hung-up");
+    let (summary, _) = read_run(&dir);
+    assert_eq!(summary.status, Status::Interrupted);
+    assert!(
+        summary.steps < 500,
+        "the run went on to step {}",
+        summary.steps
+    );
+    assert!(dir.join("checkpoints/latest").is_file(), "no checkpoint");
 }

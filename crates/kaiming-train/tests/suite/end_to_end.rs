@@ -1,8 +1,8 @@
 //! Real training on a CIFAR-10 subset: run folder, falling loss, exact resume, comparison.
 
-mod common;
+use crate::common;
 
-use common::{assert_success, cifar_dir, deterministic, read_run, tiny_run_args, train};
+use crate::common::{assert_success, cifar_dir, deterministic, read_run, tiny_run_args, train};
 use kaiming_train::metrics::MetricRow;
 use kaiming_train::summary::Status;
 
@@ -99,6 +99,40 @@ fn a_short_run_writes_its_folder_and_its_loss_falls_and_resume_is_exact() {
     for run in [&straight, &resumed] {
         common::assert_summarised(run, &cwd.path().join("cmp/comparison.csv"));
     }
+}
+
+/// `--lsuv` through the binary: the run writes what the pass did to every layer in `lsuv.txt`,
+/// and a resumed run takes its weights from the checkpoint without running LSUV again.
+#[test]
+fn lsuv_writes_its_report_and_a_resume_does_not_run_it_again() {
+    let Some(data) = cifar_dir("the LSUV run test") else {
+        return;
+    };
+    let data = data.to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let mut args = tiny_run_args(data, "lsuv", "2");
+    common::set_arg(&mut args, "--train-limit", "96");
+    args.extend(["--lsuv", "--stop-after", "1"]);
+    assert_success(&train(cwd.path(), &args));
+    let dir = cwd.path().join("runs/lsuv");
+    let report = std::fs::read_to_string(dir.join("lsuv.txt")).unwrap();
+    // ResNet-20: the stem, 18 convolutions in the blocks, the classifier.
+    let layers = report
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    assert_eq!(layers, 20, "{report}");
+    assert!(report.contains("fc.weight"), "{report}");
+
+    std::fs::remove_file(dir.join("lsuv.txt")).unwrap();
+    assert_success(&common::resume(cwd.path(), &dir, data));
+    let (summary, _) = read_run(&dir);
+    assert_eq!(summary.status, Status::Completed);
+    assert!(
+        !dir.join("lsuv.txt").exists(),
+        "the resumed run ran LSUV again"
+    );
 }
 
 #[test]

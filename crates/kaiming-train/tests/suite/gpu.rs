@@ -9,16 +9,16 @@
 //! `KAIMING_REQUIRE_GPU=wgpu`, so the software device must work there).
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::common::{assert_success, cifar_dir, set_arg, tiny_run_args};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use common::{assert_success, cifar_dir, set_arg, tiny_run_args};
 use kaiming_cifar::{CifarDataset, DeviceLoader, Loader, LoaderConfig, Normalization, Split};
 use kaiming_init::{InitPlan, Scheme};
 use kaiming_resnet::{ModelConfig, ModelName};

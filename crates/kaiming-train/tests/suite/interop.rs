@@ -1,9 +1,7 @@
 //! A run evaluated with `train eval`, exported with `train export`, read back as a weights file,
 //! and fine-tuned from with `train --weights`, through the binary.
 
-mod common;
-
-use common::{assert_success, cifar_dir, read_run, stderr, tiny_run_args, train};
+use crate::common::{assert_success, cifar_dir, read_run, stderr, tiny_run_args, train};
 use kaiming_train::config::RunConfig;
 use serde_json::Value;
 

@@ -2,6 +2,8 @@
 //! on the deep plain net and not He's, its dead fraction and update ratio equal a computation
 //! by hand, and monitoring leaves training unchanged to the bit.
 
+use crate::common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
@@ -75,6 +77,7 @@ fn monitored(
 
 #[test]
 fn on_the_30_layer_plain_net_xavier_is_diagnosed_as_vanishing_and_he_is_not() {
+    let _generator = common::generator();
     let device = device();
     let data = batch(32, 1, &device);
     let settings = MonitorSettings {
@@ -115,7 +118,8 @@ fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         .unwrap()
 }
 
-/// The conv weights and their gradients for `loss`, by hand: (path, weight, gradient).
+/// The conv weights and every bias (the convs' and the classifier's) with their gradients for
+/// `loss`, by hand: (path, weight, gradient).
 struct ConvWeights<'a> {
     grads: &'a GradientsParams,
     path: Vec<String>,
@@ -130,7 +134,7 @@ impl ModuleVisitor for ConvWeights<'_> {
         self.path.pop();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if D == 4 {
+        if D == 4 || (D == 1 && self.path.last().is_some_and(|name| name == "bias")) {
             let grad = self.grads.get::<D>(param.id).unwrap();
             self.found
                 .push((self.path[1..].join("."), values(param.val()), values(grad)));
@@ -144,6 +148,7 @@ fn norm(v: &[f32]) -> f64 {
 
 #[test]
 fn the_dead_fraction_and_the_update_ratio_equal_a_hand_computation() {
+    let _generator = common::generator();
     let device = device();
     let model = plain(4, 4, Norm::None, Scheme::he(), &device);
     // Constant images: inside each plane a channel sees one value, so about half of them are
@@ -207,14 +212,31 @@ fn the_dead_fraction_and_the_update_ratio_equal_a_hand_computation() {
     for (layer, dead) in &dead_by_hand {
         assert_eq!(row(layer, Quantity::DeadFraction), *dead, "{layer}");
     }
-    assert_eq!(by_hand.found.len(), 3);
+    let biases = by_hand
+        .found
+        .iter()
+        .filter(|(path, ..)| path.ends_with(".bias"));
+    assert_eq!(
+        (by_hand.found.len(), biases.count()),
+        (7, 4),
+        "three convs with their biases and the classifier's bias: {:?}",
+        by_hand
+            .found
+            .iter()
+            .map(|(path, ..)| path)
+            .collect::<Vec<_>>()
+    );
     for (path, weight, grad) in &by_hand.found {
-        let expected = lr * norm(grad) / norm(weight);
-        let ratio = row(path, Quantity::UpdateRatio);
-        assert!(
-            (ratio - expected).abs() <= 1e-3 * expected,
-            "{path}: the monitor's update ratio {ratio:.6e}, by hand {expected:.6e}"
-        );
+        // The biases start at zero, where ‖Δw‖/‖w‖ has no finite value to compare.
+        if norm(weight) > 0.0 {
+            let expected = lr * norm(grad) / norm(weight);
+            let ratio = row(path, Quantity::UpdateRatio);
+            assert!(
+                (ratio - expected).abs() <= 1e-3 * expected,
+                "{path}: the monitor's update ratio {ratio:.6e}, by hand {expected:.6e}"
+            );
+        }
+        assert!(norm(grad) > 0.0, "{path}: no gradient to compare");
         let grad_norm = row(path, Quantity::GradientNorm);
         assert!(
             (grad_norm - norm(grad)).abs() <= 1e-5 * norm(grad),
@@ -230,6 +252,7 @@ fn the_dead_fraction_and_the_update_ratio_equal_a_hand_computation() {
 
 #[test]
 fn monitoring_leaves_training_unchanged_to_the_bit() {
+    let _generator = common::generator();
     let device = device();
     let data = batch(16, 3, &device);
     let run = |monitor: Option<&Monitor>| {

@@ -1,13 +1,13 @@
 //! Beyond one device: data-parallel replicas against a single replica, a sweep split into
 //! shares run by two processes into one folder, and `sweep --parallel`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::common::{assert_success, cifar_dir, read_run, stderr, train, train_command};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use common::{assert_success, cifar_dir, read_run, stderr, train, train_command};
 use kaiming_cifar::Batch;
 use kaiming_init::{InitPlan, Scheme};
 use kaiming_resnet::{Model, ModelConfig, ModelName, Norm};
@@ -33,6 +33,7 @@ fn values(model: &Model) -> Vec<f32> {
 
 #[test]
 fn two_replicas_train_as_one_on_the_deep_plain_net() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     let run = |replicas: usize| {
         let (model, _) = ModelConfig::new(ModelName::PlainCnn)
@@ -147,6 +148,7 @@ fn completed(dir: &Path) -> BTreeSet<String> {
 
 #[test]
 fn two_shares_in_two_processes_run_the_sweep_once_into_one_folder() {
+    let _generator = common::generator();
     let Some(data) = cifar_dir("the sharded sweep test") else {
         return;
     };
@@ -184,6 +186,7 @@ fn two_shares_in_two_processes_run_the_sweep_once_into_one_folder() {
 
 #[test]
 fn sweep_parallel_completes_every_run() {
+    let _generator = common::generator();
     let Some(data) = cifar_dir("the parallel sweep test") else {
         return;
     };
@@ -203,6 +206,7 @@ fn sweep_parallel_completes_every_run() {
 
 #[test]
 fn a_run_of_two_replicas_with_batch_norm_completes_and_its_loss_falls() {
+    let _generator = common::generator();
     let Some(data) = cifar_dir("the replicas run test") else {
         return;
     };

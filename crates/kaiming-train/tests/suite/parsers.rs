@@ -71,6 +71,14 @@ fn damage<T>(
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
+        // The same cases on every run, so CI's verdict is repeatable; PROPTEST_RNG_SEED=N
+        // draws others.
+        rng_seed: match Config::default().rng_seed {
+            proptest::test_runner::RngSeed::Random => {
+                proptest::test_runner::RngSeed::Fixed(0x70617273)
+            }
+            given => given,
+        },
         ..Config::default()
     });
     let name = path.file_name().unwrap().to_string_lossy().into_owned();

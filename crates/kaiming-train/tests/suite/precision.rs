@@ -2,6 +2,8 @@
 //! stay f32, the half-precision logits track the f32 ones, the loss falls, and an overflowing
 //! f16 step is skipped with the loss scale halved.
 
+use crate::common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
@@ -53,6 +55,7 @@ impl ModuleVisitor for Dtypes {
 
 #[test]
 fn half_precision_logits_track_f32() {
+    let _generator = common::generator();
     let device = device();
     let (images, _) = batch(&device);
     let reference = model(&device)
@@ -89,6 +92,7 @@ fn half_precision_logits_track_f32() {
 
 #[test]
 fn half_precision_training_keeps_f32_master_weights_and_lowers_the_loss() {
+    let _generator = common::generator();
     let device = device();
     let (images, labels) = batch(&device);
     for precision in [Precision::Bf16, Precision::F16] {
@@ -128,6 +132,7 @@ fn half_precision_training_keeps_f32_master_weights_and_lowers_the_loss() {
 
 #[test]
 fn an_overflowing_f16_step_is_skipped_and_the_scale_halved() {
+    let _generator = common::generator();
     let device = device();
     let (images, labels) = batch(&device);
     let model = model(&device);

@@ -1,6 +1,6 @@
 //! The probe shows the seed's argument: He keeps the signal, Xavier loses it geometrically.
 
-mod common;
+use crate::common;
 
 #[test]
 fn he_keeps_the_activation_scale_and_xavier_loses_it_through_30_plain_layers() {
@@ -37,11 +37,20 @@ fn he_keeps_the_activation_scale_and_xavier_loses_it_through_30_plain_layers() {
             "layer_index",
             "layer",
             "activation_std",
-            "gradient_std"
+            "gradient_std",
+            "predicted_std"
         ]
     );
-    let rows: Vec<(String, usize, String, f64, f64)> =
+    let rows: Vec<(String, usize, String, f64, f64, Option<f64>)> =
         reader.deserialize().map(|row| row.unwrap()).collect();
+    // A plain net's rows carry He et al.'s prediction, so the figure can be redrawn from the
+    // file; it starts from the measured first layer.
+    for row in &rows {
+        let predicted = row.5.unwrap_or_else(|| panic!("{row:?} has no prediction"));
+        if row.1 == 0 {
+            assert_eq!(predicted, row.3, "{row:?}");
+        }
+    }
     let layers = |init: &str| -> Vec<(f64, f64)> {
         rows.iter()
             .filter(|r| r.0 == init)

@@ -5,12 +5,10 @@
 //! `tensorboard` into a virtual environment); without it the test says so and skips, unless
 //! `KAIMING_REQUIRE_TENSORBOARD` is set.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{
+use crate::common::{
     assert_success, cifar_dir, read_run, set_arg, stderr, tiny_run_args, train, train_command,
 };
 use kaiming_train::monitor::MonitorLog;
@@ -44,13 +42,28 @@ fn scalars(python: &Path, folder: &Path) -> BTreeMap<String, Vec<(usize, f64)>> 
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let parsed: BTreeMap<String, Vec<(usize, f64)>> =
+    let parsed: BTreeMap<String, Vec<(usize, serde_json::Value)>> =
         serde_json::from_slice(&output.stdout).expect("the reader prints JSON");
+    // Numbers, and the strings "nan", "inf", "-inf" for what JSON has no number for.
+    let number = |value: &serde_json::Value| match value {
+        serde_json::Value::Number(number) => number.as_f64().unwrap(),
+        serde_json::Value::String(text) => text.parse().expect("nan, inf or -inf"),
+        other => panic!("not a scalar: {other}"),
+    };
     parsed
+        .into_iter()
+        .map(|(tag, points)| {
+            let points = points.iter().map(|(step, v)| (*step, number(v))).collect();
+            (tag, points)
+        })
+        .collect()
 }
 
 fn close(a: f64, b: f64) -> bool {
-    // TensorBoard stores scalars as f32.
+    // TensorBoard stores scalars as f32; a NaN or an infinity must be read back as itself.
+    if !a.is_finite() || !b.is_finite() {
+        return a.is_nan() && b.is_nan() || a == b;
+    }
     (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-30)
 }
 
