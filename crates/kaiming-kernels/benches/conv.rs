@@ -138,7 +138,7 @@ fn main() {
         // gradient); elsewhere the `blocked` choice runs GEMMs, and the direct kernels (stride 1
         // only) too.
         let lanes = match isa.resolve() {
-            Some(Isa::Avx512) => 16,
+            Some(Isa::Avx512 | Isa::Avx512Emulated) => 16,
             _ => 8,
         };
         let cell = |pass: usize| {

@@ -162,9 +162,10 @@ impl Block {
     }
 }
 
-/// Adds the shortcut (if any) to the residual branch and applies the closing relu. A projection
-/// reads the input with the branch's first bias added, as Fixup's code does (`bias1a`, absent
-/// or 0 at init otherwise).
+/// Adds the shortcut (if any) to the residual branch and applies the closing relu. A shortcut
+/// that downsamples — a projection, or option A's subsample-and-pad — reads the input with the
+/// branch's first bias added, as Fixup's code does (`downsample(x + bias1a)` in both its CIFAR
+/// and its ImageNet ResNets; `bias1a` is absent, or 0 at init, otherwise); an identity reads `x`.
 fn close(
     branch: Tensor<4>,
     shortcut: &Option<Shortcut>,
@@ -172,7 +173,7 @@ fn close(
     bias1a: &Option<Param<Tensor<1>>>,
 ) -> Tensor<4> {
     match shortcut {
-        Some(shortcut @ Shortcut::Projection(_)) => {
+        Some(shortcut @ (Shortcut::Projection(_) | Shortcut::Pad(_))) => {
             kaiming_kernels::add_relu(branch, shortcut.forward(add_bias(bias1a, x)))
         }
         Some(shortcut) => kaiming_kernels::add_relu(branch, shortcut.forward(x)),
@@ -193,7 +194,7 @@ pub struct BasicBlock {
     pub bn2: Option<BatchNorm>,
     /// The shortcut; `None` in a plain network.
     pub shortcut: Option<Shortcut>,
-    /// Fixup: the scalar bias before `conv1` (and before a projection shortcut).
+    /// Fixup: the scalar bias before `conv1` (and before a downsampling shortcut).
     pub bias1a: Option<Param<Tensor<1>>>,
     /// Fixup: the scalar bias before the first ReLU.
     pub bias1b: Option<Param<Tensor<1>>>,
@@ -258,7 +259,7 @@ pub struct Bottleneck {
     pub bn3: Option<BatchNorm>,
     /// The shortcut; `None` in a plain network.
     pub shortcut: Option<Shortcut>,
-    /// Fixup: the scalar bias before `conv1` (and before a projection shortcut).
+    /// Fixup: the scalar bias before `conv1` (and before a downsampling shortcut).
     pub bias1a: Option<Param<Tensor<1>>>,
     /// Fixup: the scalar bias before the first ReLU.
     pub bias1b: Option<Param<Tensor<1>>>,

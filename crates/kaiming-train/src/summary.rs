@@ -107,7 +107,8 @@ pub struct Summary {
 pub struct KernelsUsed {
     /// The convolution algorithm asked for.
     pub conv: ConvAlgorithm,
-    /// The direct kernels' instruction set: `avx512`, `avx2`, or `none` on a CPU without them.
+    /// The direct kernels' instruction set: `avx512`, `avx2`, `avx512-emulated`, or `none` on a
+    /// CPU without them.
     pub isa: String,
     /// Whether everything ran on burn's own operations instead.
     pub burn: bool,

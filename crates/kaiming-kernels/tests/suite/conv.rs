@@ -61,9 +61,9 @@ fn pass(conv: &Conv2d, shape: [usize; 4], apply: impl Fn(&Conv2d, Tensor<4>) -> 
 
 /// Every way the engine can compute a convolution on this CPU: its own rule, im2col GEMMs
 /// only, and the direct and channel-blocked kernels on each instruction set the CPU has (so an
-/// AVX-512 machine tests the AVX2 kernels too) — and, on every machine, AVX-512's kernels and
-/// routing rule emulated on portable vectors, so a CPU without AVX-512 still checks their tiles,
-/// strides and border cases.
+/// AVX-512 machine tests the AVX2 kernels too) — and, on every x86-64 machine, AVX-512's kernels
+/// and routing rule emulated on portable vectors, so a CPU without AVX-512 still checks their
+/// tiles, strides and border cases.
 fn choices() -> Vec<ConvChoice> {
     let mut choices = vec![
         ConvChoice {
@@ -74,11 +74,13 @@ fn choices() -> Vec<ConvChoice> {
             algorithm: ConvAlgorithm::Gemm,
             isa: IsaChoice::Auto,
         },
-        ConvChoice {
+    ];
+    if Isa::Avx512Emulated.supported() {
+        choices.push(ConvChoice {
             algorithm: ConvAlgorithm::Auto,
             isa: IsaChoice::Avx512Emulated,
-        },
-    ];
+        });
+    }
     let (present, missing): (Vec<_>, Vec<_>) = [Isa::Avx512, Isa::Avx2, Isa::Avx512Emulated]
         .into_iter()
         .partition(|isa| isa.supported());

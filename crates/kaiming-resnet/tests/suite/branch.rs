@@ -11,7 +11,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use kaiming_init::{InitPlan, Scheme};
 use kaiming_resnet::{
-    Block, BlockKind, Branch, Model, ModelConfig, ModelName, Norm, ResNet, ResNetConfig,
+    Block, BlockKind, Branch, Model, ModelConfig, ModelName, Norm, ResNet, ResNetConfig, Shortcut,
     ShortcutKind, StemKind,
 };
 
@@ -318,8 +318,8 @@ fn plus(x: Tensor<4>, b: f32) -> Tensor<4> {
 /// Fixup's block with its scalars away from their initial values — distinct, non-zero biases,
 /// a multiplier other than 1 — and its zero-initialised last convolution given weights:
 /// its forward is the formula of Fixup's code, each bias and the multiplier where it applies.
-/// The basic block of option A at stride 2 and with an identity shortcut, and a bottleneck
-/// with a projection shortcut, which reads the input with `bias1a` added.
+/// The basic block with an identity shortcut and with option A's at stride 2, and a bottleneck
+/// with a projection: the downsampling shortcuts read the input with `bias1a` added.
 #[test]
 fn fixup_blocks_with_trained_scalars_compute_fixups_formula() {
     let _generator = common::generator();
@@ -361,7 +361,12 @@ fn fixup_blocks_with_trained_scalars_compute_fixups_formula() {
         );
         let branch = block.conv1.forward(plus(x.clone(), b1a));
         let branch = block.conv2.forward(plus(relu(plus(branch, b1b)), b2a));
-        let shortcut = block.shortcut.as_ref().unwrap().forward(x.clone());
+        // Fixup's code: `downsample(x + bias1a)` where the block downsamples, `x` otherwise.
+        let shortcut = block.shortcut.as_ref().unwrap();
+        let shortcut = match shortcut {
+            Shortcut::Identity(_) => shortcut.forward(x.clone()),
+            _ => shortcut.forward(plus(x.clone(), b1a)),
+        };
         let expected = relu(plus(branch.mul_scalar(scale), b2b) + shortcut);
         close(
             &format!("stages.{stage}.blocks.0"),

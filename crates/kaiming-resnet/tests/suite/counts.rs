@@ -17,6 +17,7 @@ fn built_params(config: &ResNetConfig) -> usize {
 
 #[test]
 fn imagenet_resnets_match_torchvision_parameter_counts() {
+    let _generator = common::generator();
     // torchvision.models.resnetXX(num_classes=1000), sum(p.numel() for p in m.parameters()).
     let expected = [
         (18, 11_689_512),
@@ -34,6 +35,7 @@ fn imagenet_resnets_match_torchvision_parameter_counts() {
 
 #[test]
 fn cifar_resnets_match_the_paper_with_option_a() {
+    let _generator = common::generator();
     let expected = [
         (20, 269_722),
         (32, 464_154),
@@ -53,6 +55,7 @@ fn cifar_resnets_match_the_paper_with_option_a() {
 
 #[test]
 fn option_b_adds_the_projections() {
+    let _generator = common::generator();
     let config = ResNetConfig::cifar(20)
         .unwrap()
         .with_shortcut(ShortcutKind::B);
@@ -63,6 +66,7 @@ fn option_b_adds_the_projections() {
 
 #[test]
 fn without_norm_convolutions_get_biases_and_counts_still_match() {
+    let _generator = common::generator();
     for config in [
         ResNetConfig::cifar(20).unwrap(),
         ResNetConfig::resnet18(),
@@ -83,6 +87,7 @@ fn without_norm_convolutions_get_biases_and_counts_still_match() {
 
 #[test]
 fn every_named_model_counts_what_it_builds() {
+    let _generator = common::generator();
     let device = Device::flex();
     let zeros = InitPlan::new(Scheme::zeros());
     for name in ModelName::all() {
@@ -107,6 +112,7 @@ fn every_named_model_counts_what_it_builds() {
 
 #[test]
 fn plaincnn_default_has_30_weight_layers() {
+    let _generator = common::generator();
     let config = PlainCnnConfig::new();
     let layers = config.layers();
     assert_eq!(layers.len() + 1, 30);
@@ -132,6 +138,7 @@ fn assert_within(actual: f64, published: f64, tolerance: f64, what: &str) {
 
 #[test]
 fn multiply_adds_match_published_figures_within_two_percent() {
+    let _generator = common::generator();
     // torchvision's model cards ("GFLOPS", counted as multiply-adds) at 224×224.
     let published = [
         (18, 1.814),
@@ -169,6 +176,7 @@ fn multiply_adds_match_published_figures_within_two_percent() {
 
 #[test]
 fn multiply_adds_follow_the_input_size() {
+    let _generator = common::generator();
     let config = ResNetConfig::cifar(56).unwrap();
     let fc = (64 * 10) as u64;
     let small = config.complexity([32, 32]).macs - fc;

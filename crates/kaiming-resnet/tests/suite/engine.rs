@@ -16,6 +16,8 @@
 //! scaling alone moved it, on the kernels before and after the AVX2 weight-gradient change.
 //! The per-convolution tests in `kaiming-kernels` compare at 1e-4, where no ReLU intervenes.
 
+use crate::common;
+
 use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -204,6 +206,7 @@ fn named(name: &str) -> ModelConfig {
 /// outrun the yardstick.
 #[test]
 fn resnet20_resnet56_and_resnet50_steps_through_the_kernels_equal_burns() {
+    let _generator = common::generator();
     compare(named("resnet20"), 16);
     compare(named("resnet56"), 8);
     compare(named("resnet50").with_stem(StemKind::Cifar), 4);

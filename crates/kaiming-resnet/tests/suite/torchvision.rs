@@ -2,6 +2,8 @@
 //! through `TORCHVISION_FIXTURES`): the same outputs from the same weights, export and load bit
 //! for bit, clear errors for files that do not fit, and hostile files refused without a panic.
 
+use crate::common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,6 +85,7 @@ const MODELS: [(&str, BlockKind); 2] = [
 
 #[test]
 fn torchvision_weights_give_torchvisions_logits_and_features() {
+    let _generator = common::generator();
     let Some(dir) = fixtures("the torchvision output test") else {
         return;
     };
@@ -143,6 +146,7 @@ fn snapshot(model: &Model) -> Vec<(String, Vec<usize>, Vec<u8>)> {
 
 #[test]
 fn export_then_load_is_bit_identical_with_torchvisions_keys_and_shapes() {
+    let _generator = common::generator();
     let Some(dir) = fixtures("the export test") else {
         return;
     };
@@ -213,6 +217,7 @@ fn edited(
 
 #[test]
 fn files_that_do_not_fit_name_the_key_and_a_1000_class_head_needs_the_opt_out() {
+    let _generator = common::generator();
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let model = resnet(BlockKind::Basic, 10, &device);
@@ -324,6 +329,7 @@ fn system_call(marker: &Path, in_dict: bool) -> Vec<u8> {
 
 #[test]
 fn hostile_files_are_refused_with_a_clear_error_and_nothing_runs() {
+    let _generator = common::generator();
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let load = |path: &Path| {
@@ -405,6 +411,7 @@ fn hostile_files_are_refused_with_a_clear_error_and_nothing_runs() {
 
 #[test]
 fn an_export_carries_its_metadata() {
+    let _generator = common::generator();
     let device = Device::flex();
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("with-metadata.safetensors");

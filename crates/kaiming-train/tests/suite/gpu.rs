@@ -121,6 +121,7 @@ fn forward_backward(device: &Device) -> Pass {
 
 #[test]
 fn forward_and_backward_match_the_cpu_backend() {
+    let _generator = common::generator();
     let Pass {
         logits: cpu_logits,
         loss: cpu_loss,

@@ -3,6 +3,8 @@
 //! `metrics.csv`), the run's `metrics.csv` and `summary.json` — fed arbitrary bytes, truncated
 //! files and files with flipped bytes: an error naming the file every time, never a panic.
 
+use crate::common;
+
 use std::path::{Path, PathBuf};
 
 use burn::optim::ModuleOptimizer;
@@ -191,6 +193,7 @@ fn write_set(dir: &Path) -> PathBuf {
 
 #[test]
 fn checkpoint_sets() {
+    let _generator = common::generator();
     let dir = tempfile::tempdir().unwrap();
     let set = write_set(dir.path());
     let loaded = read_set(&set).expect("the written set reads back");

@@ -354,9 +354,9 @@ fn every_published_probe_and_monitor_figure_is_redrawn_from_its_csv() {
         // The title is the command's (model and norm), which the CSV does not hold.
         let svg = read(&dir.join("probe.svg"));
         let title = svg
-            .split(": activation std at init</text>")
-            .next()
-            .and_then(|before| before.rsplit('>').next())
+            .split_once(": activation std at init\n</text>")
+            .and_then(|(before, _)| before.rsplit(['>', '\n']).next())
+            .filter(|title| !title.trim().is_empty())
             .unwrap_or_else(|| panic!("{}: no title", dir.display()));
         let scratch = tempfile::tempdir().unwrap();
         probe::draw(&rows, scratch.path(), title).unwrap();

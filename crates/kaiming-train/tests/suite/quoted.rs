@@ -47,7 +47,7 @@ fn prose(text: &str) -> Vec<(usize, &str)> {
     let (mut code, mut table) = (false, false);
     let mut lines = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with("```") {
+        if line.trim_start().starts_with("```") || line.trim_start().starts_with("~~~") {
             code = !code;
             continue;
         }
@@ -61,6 +61,10 @@ fn prose(text: &str) -> Vec<(usize, &str)> {
             lines.push((index + 1, line));
         }
     }
+    assert!(
+        !code && !table,
+        "a code block or generated table is never closed"
+    );
     lines
 }
 
@@ -121,7 +125,8 @@ fn superscript_exponent(text: &str) -> Option<i32> {
 /// The number at the end of `text` (emphasis, `%` and spaces after it ignored): its value and
 /// half a unit of its last written digit. Thousands separators, `1.1e-5` and `6.5·10⁸` read.
 fn trailing_number(text: &str) -> Option<(f64, f64)> {
-    let text = text.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '*' | '%' | '`'));
+    let text =
+        text.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '*' | '%' | '`' | ')'));
     let (body, mut exponent) = match text.rsplit_once("·10") {
         Some((body, sup)) if superscript_exponent(sup).is_some() => {
             (body, superscript_exponent(sup).unwrap())
@@ -135,7 +140,11 @@ fn trailing_number(text: &str) -> Option<(f64, f64)> {
         .last()?
         .0;
     let token = body[start..].trim_start_matches(|c: char| !c.is_ascii_digit());
-    let negative = body[..body.len() - token.len()].ends_with(['-', '−']);
+    // A sign only where it starts a word: the hyphen of `ResNet-56` or `width-16` is none.
+    let before = body[..body.len() - token.len()].trim_end_matches(['+']);
+    let negative = before
+        .strip_suffix(['-', '−'])
+        .is_some_and(|rest| rest.is_empty() || rest.ends_with([' ', '(', '\u{a0}']));
     let mantissa = match token.split_once('e') {
         Some((mantissa, power)) => {
             exponent += power.parse::<i32>().ok()?;
@@ -152,14 +161,17 @@ fn trailing_number(text: &str) -> Option<(f64, f64)> {
     ))
 }
 
-/// The time at the end of `text`, in seconds, and the unit of its last part: `7,245 s`,
-/// `34 min`, `1 h 51 min`, `2 h`.
+/// The time at the end of `text`, in seconds, and half the unit of its last part: `7,245 s`,
+/// `34 min`, `1 h 51 min`, `2 h` (a comma ends it: `34 min, 1 h` is `1 h`).
 fn trailing_time(text: &str) -> Option<(f64, f64)> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut seconds = 0.0;
     let mut unit_of_last = None;
     let mut rest = &words[..];
     while let [head @ .., number, unit] = rest {
+        if unit_of_last.is_some() && unit.ends_with(',') {
+            break;
+        }
         let unit = match unit.trim_end_matches(['*', ',', ')']) {
             "s" => 1.0,
             "min" => 60.0,
@@ -177,7 +189,7 @@ fn trailing_time(text: &str) -> Option<(f64, f64)> {
         unit_of_last.get_or_insert(unit);
         rest = head;
     }
-    unit_of_last.map(|unit| (seconds, unit))
+    unit_of_last.map(|unit| (seconds, unit / 2.0))
 }
 
 fn summary_value(run: &RunRecord, quantity: &str) -> Option<f64> {
@@ -357,15 +369,19 @@ fn written_numbers_and_times_read_with_their_precision() {
         ("ratio 3·10⁻⁴", (3e-4, 0.5e-4)),
         ("7,245", (7245.0, 0.5)),
         ("at −0.25", (-0.25, 0.005)),
+        ("(-3.5", (-3.5, 0.05)),
+        ("ResNet-56", (56.0, 0.5)),
+        ("(53.1 %)", (53.1, 0.05)),
     ] {
         let read = trailing_number(text).unwrap();
         assert!(close(read, expected), "{text}: {read:?}");
     }
     for (text, expected) in [
-        ("in 1 h 51 min", (6660.0, 60.0)),
-        ("took 7,245 s", (7245.0, 1.0)),
-        ("(61 s", (61.0, 1.0)),
-        ("about 2 h", (7200.0, 3600.0)),
+        ("in 1 h 51 min", (6660.0, 30.0)),
+        ("took 7,245 s", (7245.0, 0.5)),
+        ("(61 s", (61.0, 0.5)),
+        ("about 2 h", (7200.0, 1800.0)),
+        ("34 min, 1 h", (3600.0, 1800.0)),
     ] {
         let read = trailing_time(text).unwrap();
         assert!(close(read, expected), "{text}: {read:?}");

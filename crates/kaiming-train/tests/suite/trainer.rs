@@ -1,6 +1,8 @@
 //! The training step driven on a synthetic in-memory dataset, with no file anywhere: the loss
 //! falls, and the step's statistics are those of the batch.
 
+use crate::common;
+
 use burn::tensor::Device;
 use kaiming_cifar::{CifarDataset, IMAGE_BYTES, Loader, LoaderConfig, Normalization};
 use kaiming_init::{InitPlan, Scheme};
@@ -44,6 +46,7 @@ fn small_plain_net(device: &Device) -> kaiming_resnet::Model {
 
 #[test]
 fn the_trainer_fits_a_synthetic_dataset_without_files() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     let data = two_class_dataset();
     let loader = Loader::new(
@@ -92,6 +95,7 @@ fn the_trainer_fits_a_synthetic_dataset_without_files() {
 /// −log softmax, on the same logits; evaluations stay plain cross-entropy.
 #[test]
 fn label_smoothing_mixes_the_uniform_target_into_the_loss() {
+    let _generator = common::generator();
     let device = Device::flex().autodiff();
     let data = two_class_dataset();
     let loader = Loader::new(
